@@ -1,0 +1,136 @@
+"""Metasurface, PSF, layout, sensor, inverse design and validity checks."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from onn.layers import OpticalConv
+from onn.optics import constants as C
+from onn.optics.geometry import OpticalGeometry
+from onn.optics.inverse_design import inverse_design
+from onn.optics.layout import suboptic_layout
+from onn.optics.metasurface import fabricable_widths, phase_waves, quantise_phase
+from onn.optics.psf import integrate_to_kernel, pixel_integration_matrix, sensor_intensity
+from onn.optics.sensor import SensorConfig, read_sensor
+from onn.optics.validity import InfeasibleDesign, check_geometry
+
+
+@pytest.mark.parametrize("colours", [1, 3])
+def test_ideal_optical_conv_equals_conv2d(colours, generator):
+    layer = OpticalConv(n_kernels=5, kernel_size=7, colours=colours, sensor=None, generator=generator)
+    images = torch.rand(4, colours, 20, 20, generator=generator)
+    expected = F.conv2d(images, layer.weight, padding=3)  # signed kernels, colours summed
+    assert torch.allclose(layer(images), expected, atol=1e-5)
+
+
+def test_grey_scene_on_colour_camera_and_colour_scene_on_mono_camera(generator):
+    grey = torch.rand(2, 1, 12, 12, generator=generator)
+    layer = OpticalConv(3, 3, colours=3, generator=generator)
+    assert torch.allclose(layer(grey), F.conv2d(grey.expand(-1, 3, -1, -1), layer.weight, padding=1), atol=1e-5)
+    mono = OpticalConv(3, 3, colours=1, generator=generator)
+    colour = torch.rand(2, 3, 12, 12, generator=generator)
+    assert torch.allclose(mono(colour), F.conv2d(colour.mean(1, keepdim=True), mono.weight, padding=1), atol=1e-5)
+
+
+def test_frozen_halves_replace_the_kernels(generator):
+    layer = OpticalConv(2, 3, colours=1, generator=generator)
+    halves = torch.rand(2, 2, 1, 5, 5, generator=generator)
+    layer.freeze_to(halves)
+    images = torch.rand(1, 1, 9, 9, generator=generator)
+    assert torch.allclose(layer(images), F.conv2d(images, halves[:, 0] - halves[:, 1], padding=2), atol=1e-5)
+    with pytest.raises(ValueError, match="non-negative"):
+        layer.freeze_to(-halves)
+
+
+def test_sensor_is_seeded_quantised_and_scale_free():
+    irradiance = torch.rand(3, 4, 8, 8) * 5
+    config = SensorConfig()
+    a = read_sensor(irradiance, config, generator=torch.Generator().manual_seed(1))
+    b = read_sensor(irradiance, config, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert torch.allclose(a * 255, torch.round(a * 255), atol=1e-4)  # 8-bit levels
+    clean = read_sensor(irradiance, config, noise=False)
+    assert torch.equal(clean, read_sensor(irradiance * 7, config, noise=False))  # auto-exposure
+    noise = (a - clean).std()
+    assert 0.003 < noise < 0.03  # shot noise ~1 % of full scale at 10^4 e-, read noise 0.5 %
+
+
+def test_phase_fit_values_and_fabrication_limits():
+    widths = torch.tensor([0.0, 0.03, 0.1, 0.3])
+    made = fabricable_widths(widths)
+    assert made.tolist() == pytest.approx([0.0, 0.0, 0.1, C.PILLAR_MAX_WIDTH_UM])
+    phase = phase_waves(torch.tensor([[0.0, 0.233]]), (532.0,))
+    assert phase[0, 0, 0] == 0.0
+    a, w0, s = C.PHASE_FIT[532.0]
+    assert float(phase[0, 0, 1]) == pytest.approx(-a * (math.exp((0.233**2 - 2 * w0 * 0.233) / -s) - 1), rel=1e-5)
+    assert quantise_phase(torch.tensor([0.26]), 4).item() == pytest.approx(0.25)
+
+
+def test_layout_counts_suboptics_and_kernels():
+    reference = suboptic_layout(aperture_mm=4.0, suboptic_mm=0.938, spacing_mm=0.1)
+    assert (reference.n_side, reference.n_suboptics, reference.n_kernels) == (3, 9, 4)
+    exact = suboptic_layout(aperture_mm=2 * 0.5 + 0.1, suboptic_mm=0.5, spacing_mm=0.1)
+    assert exact.n_side == 2  # (H + d) / (k + d) exactly 2 despite floating point
+    assert len(reference.centres_mm()) == 9 and reference.centres_mm()[4] == (0.0, 0.0)
+    with pytest.raises(ValueError, match="aperture_mm"):
+        suboptic_layout(aperture_mm=-1, suboptic_mm=0.5)
+
+
+def test_pixel_integration_conserves_energy():
+    r = pixel_integration_matrix(n_samples=60, pitch_m=1e-6, n_pixels=3, pixel_m=20e-6)
+    assert torch.allclose(r.sum(0), torch.ones(60))  # every sample fully inside the 60 µm window
+    shifted = pixel_integration_matrix(60, 1e-6, 3, 20e-6, shift_m=10e-6)
+    assert shifted.sum() == pytest.approx(50.0)  # a 10 µm shift moves 10 µm of samples out
+
+
+def test_psf_of_a_flat_mask_keeps_the_light_and_centres_it():
+    geometry = OpticalGeometry.from_design(suboptic_mm=0.3, mask_res=128, wavelengths_nm=(532.0,), kernel_size=7)
+    widths = torch.zeros(1, 128, 128)
+    intensity = sensor_intensity(widths, geometry)  # (1, 1, N, N)
+    assert 0.9 < float(intensity.sum()) <= 1.0 + 1e-4  # a plane wave mostly stays under its aperture
+    kernel = integrate_to_kernel(intensity, geometry)[0, 0]
+    assert torch.allclose(kernel, kernel.flip(0, 1), rtol=1e-3)  # symmetric about the axis
+
+
+def test_inverse_design_error_falls_with_optimisation(generator):
+    geometry = OpticalGeometry.from_design(suboptic_mm=0.3, mask_res=96, wavelengths_nm=(635.0, 532.0, 450.0),
+                                           kernel_size=5)
+    kernels = torch.randn(2, 3, 5, 5, generator=generator)
+    short = inverse_design(kernels, geometry, steps=2, generator=torch.Generator().manual_seed(0))
+    long = inverse_design(kernels, geometry, steps=60, generator=torch.Generator().manual_seed(0))
+    assert all(b < 0.8 * a for a, b in zip(short.kernel_error, long.kernel_error))
+    assert long.realised_kernels.shape == (2, 3, 5, 5) and long.widths_um.shape == (2, 2, 96, 96)
+
+
+REFERENCE = dict(suboptic_mm=0.4, mask_res=256, wavelengths_nm=(532.0,), kernel_size=7)
+
+
+@pytest.mark.parametrize("change, quantity", [
+    (dict(suboptic_mm=-0.4), "suboptic_mm"),
+    (dict(suboptic_mm=0.005, mask_res=4), "suboptic_mm"),  # aperture smaller than one pixel
+    (dict(wavelengths_nm=(0.0,)), "wavelengths_nm"),
+    (dict(wavelengths_nm=()), "wavelengths_nm"),
+    (dict(wavelengths_nm=(600.0,)), "wavelengths_nm"),  # no meta-atom data
+    (dict(mask_res=96), "mask_res"),  # pitch 4.2 µm aliases at 2.4 mm
+    (dict(mask_res=1024), "mask_res"),  # finer than a 2x2-pillar sample
+    (dict(pad_factor=1.0), "pad_factor"),
+    (dict(distance_mm=0.0), "distance_mm"),
+])
+def test_impossible_geometry_is_refused_naming_the_quantity(change, quantity):
+    geometry = OpticalGeometry.from_design(**{**REFERENCE, **change})
+    with pytest.raises(InfeasibleDesign) as info:
+        check_geometry(geometry)
+    assert info.value.quantity == quantity
+    assert "use" in str(info.value) or "must" in str(info.value) or "make" in str(info.value)
+
+
+def test_overlapping_sub_images_and_memory_are_refused():
+    geometry = OpticalGeometry.from_design(**REFERENCE)
+    with pytest.raises(InfeasibleDesign, match="overlaps its neighbours"):
+        check_geometry(geometry, image_size=40, spacing_mm=0.0)
+    with pytest.raises(InfeasibleDesign, match="GiB"):
+        check_geometry(geometry, n_fields=10_000)
+    report = check_geometry(geometry, image_size=28)
+    assert report.pitch_um == pytest.approx(400 / 256)
