@@ -69,11 +69,11 @@ _register("photo_tiny", "classify", classify.photo_tiny,
 _register("digits", "classify", classify.digits,
           "Tiny test fixture: scikit-learn's 1797 8x8 digits upsampled to 16x16.")
 _register("nuclei", "segment", segment.nuclei,
-          "Real nuclei image + mask (stardist wheel), 64x64 RGB tiles from disjoint row bands.")
+          "Real nuclei image + mask (stardist wheel), 32x32 tiles from disjoint row bands.")
 _register("fashion_masks", "segment", segment.fashion_masks,
           "Foreground masks of Fashion-MNIST items (threshold), item shown on a real photo texture.")
 _register("carvana", "segment", segment.carvana,
-          "Carvana-format folder (images/ + masks/) from a user root, resized to 64x64.")
+          "Carvana-format folder (images/ + masks/) from a user root, resized to 32x32.")
 
 
 def load_dataset(name: str, root: str | None = None) -> TaskData:

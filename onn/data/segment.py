@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from onn.data.common import DatasetError, package_file
 
-NUCLEI_TILE = 64
+NUCLEI_TILE = 32
 # Row bands of the 512x512 nuclei image: disjoint, so the test region is never seen in training.
 NUCLEI_ROWS = {"train": (0, 320), "val": (320, 384), "test": (384, 512)}
 
@@ -30,9 +30,10 @@ def nuclei_image() -> tuple[np.ndarray, np.ndarray]:
 
 
 def nuclei(root: str | None):
-    """64x64 tiles of the nuclei image. Train: 512 random crops of rows 0-319 with flips and
-    90-degree rotations (fixed seed); val: the 8 tiles of rows 320-383; test: the 16 tiles of rows
-    384-511. The grey image is shown to the colour camera as equal R, G and B."""
+    """32x32 tiles of the nuclei image. Train: 1024 random crops of rows 0-319 with flips and
+    90-degree rotations (fixed seed); val: the 32 tiles of rows 320-383; test: the 64 tiles of rows
+    384-511 (together exactly the held-out region). The grey image is shown to the colour camera
+    as equal R, G and B."""
     del root
     image, mask = nuclei_image()
     rng = np.random.default_rng(0)
@@ -59,7 +60,7 @@ def nuclei(root: str | None):
         y = torch.from_numpy(np.stack(masks)).float().unsqueeze(1)  # (N, 1, S, S)
         return TensorDataset(x, y)
 
-    return tiles("train", 512), tiles("val", None), tiles("test", None), 1
+    return tiles("train", 1024), tiles("val", None), tiles("test", None), 1
 
 
 def fashion_masks(root: str | None):
@@ -88,7 +89,7 @@ def fashion_masks(root: str | None):
 
 def carvana(root: str | None):
     """A Carvana-format folder: ``images/<id>.jpg`` and ``masks/<id>_mask.gif`` (or ``.png``),
-    resized to 64x64. Split 80/10/10 by car (the part of ``<id>`` before the last ``_``), so views
+    resized to 32x32. Split 80/10/10 by car (the part of ``<id>`` before the last ``_``), so views
     of one car never straddle splits."""
     from PIL import Image
 
@@ -105,8 +106,8 @@ def carvana(root: str | None):
                          None)
         if mask_path is None:
             raise DatasetError(f"carvana: no mask for {image_path.name} in {masks_dir} (expected {stem}_mask.gif).")
-        image = np.asarray(Image.open(image_path).convert("RGB").resize((64, 64), Image.BILINEAR), np.float32) / 255
-        mask = np.asarray(Image.open(mask_path).convert("L").resize((64, 64), Image.NEAREST)) > 0
+        image = np.asarray(Image.open(image_path).convert("RGB").resize((32, 32), Image.BILINEAR), np.float32) / 255
+        mask = np.asarray(Image.open(mask_path).convert("L").resize((32, 32), Image.NEAREST)) > 0
         samples.append((stem.rsplit("_", 1)[0], image, mask))
     if not samples:
         raise DatasetError(f"carvana: no images/*.jpg in {folder}.")

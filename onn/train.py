@@ -1,0 +1,228 @@
+"""One training function for everything: sweep trials, compensation, experiments, teachers.
+
+``fit`` trains a model with no transfer, Hinton KD or NTKD (SPEC §2) and returns a small frozen
+`TrainResult`. Randomness (initial order of batches, sensor noise, NTK probes) comes from the
+config's seed; evaluation uses its own fixed generator, so the same model scores the same twice.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from onn.losses import Normalise, kd_loss, ntk_loss, task_loss
+from onn.macs import count_macs
+from onn.ntk import NtkMode, empirical_ntk
+
+Method = Literal["none", "kd", "ntkd"]
+EVAL_SEED = 1234
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Training produced NaN/inf; the message names the step and the loss term."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: Method = "ntkd"
+    epochs: float = 3.0
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    kd_temperature: float = 4.0
+    kd_alpha: float = 0.5
+    ntk_alpha: float = 1.0  # weight of the task loss in NTKD
+    ntk_beta: float = 1.0  # weight of the NTK alignment term
+    ntk_mode: NtkMode = "probe"
+    ntk_probes: int = 2
+    ntk_subbatch: int = 32  # Gram taken on the first samples of each batch
+    ntk_normalise: Normalise = "trace"
+    ntk_output_pool: int = 8  # segmentation: pool per-pixel logits before the Gram
+    max_steps: int | None = None
+    seed: int = 0
+    eval_batch_size: int = 500
+    log_every_s: float = 20.0
+
+    def __post_init__(self):
+        if self.method not in ("none", "kd", "ntkd"):
+            raise ValueError(f"method must be 'none', 'kd' or 'ntkd', got {self.method!r}")
+        if not self.epochs > 0 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"need epochs > 0, batch_size >= 1, lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    method: str
+    val_metric: float  # accuracy (classification) or foreground IoU (segmentation), in [0, 1]
+    test_metric: float
+    final_loss: float
+    loss_terms: tuple[tuple[str, float], ...]  # mean of each term over the last epoch
+    steps: int
+    seconds: float
+    n_params: int
+    n_trainable: int
+    macs: int
+    metrics: tuple[tuple[str, float], ...] = field(default=())  # every evaluation metric, "split/name"
+
+
+def evaluate(model: nn.Module, dataset: TensorDataset, task: str, *, batch_size: int = 500,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Accuracy (classification) or IoU / mIoU / Dice (segmentation) on a whole split, with the
+    sensor noise drawn from a fixed generator (the same model scores the same twice)."""
+    generator = torch.Generator(device=device).manual_seed(EVAL_SEED)
+    images, targets = dataset.tensors
+    was_training = model.training
+    model.eval()
+    correct, inter, union, inter_bg, union_bg, pred_sum, target_sum = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            y = targets[start:start + batch_size].to(device)
+            out = model(x, generator=generator)
+            if task == "classify":
+                correct += int((out.argmax(1) == y).sum())
+            else:
+                pred, truth = out > 0, y > 0.5
+                inter += float((pred & truth).sum())
+                union += float((pred | truth).sum())
+                inter_bg += float((~pred & ~truth).sum())
+                union_bg += float((~pred | ~truth).sum())
+                pred_sum += float(pred.sum())
+                target_sum += float(truth.sum())
+    model.train(was_training)
+    if task == "classify":
+        return {"accuracy": correct / len(images)}
+    iou = inter / union if union else 1.0
+    iou_bg = inter_bg / union_bg if union_bg else 1.0
+    return {"iou": iou, "miou": (iou + iou_bg) / 2,
+            "dice": 2 * inter / (pred_sum + target_sum) if pred_sum + target_sum else 1.0}
+
+
+def headline(metrics: dict[str, float]) -> float:
+    """The one number a split is judged by: accuracy, or foreground IoU for segmentation."""
+    return metrics["accuracy"] if "accuracy" in metrics else metrics["iou"]
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfig,
+        evaluate_on: dict[str, TensorDataset] | None = None, teacher: nn.Module | None = None,
+        parameters: list[nn.Parameter] | None = None, device: torch.device | str = "cpu",
+        log: Callable[[str], None] | None = stderr_log, label: str = "train") -> TrainResult:
+    """Train ``model`` on ``train`` and evaluate it on the splits in ``evaluate_on``
+    (``"val"``/``"test"`` give the result's headline metrics).
+
+    Args:
+        parameters: what to train (default: every parameter that requires grad). Compensation
+            passes the backend's parameters only; the rest stays bit-identical.
+        teacher: required for ``kd`` and ``ntkd``; frozen, sees the raw images.
+        log: progress lines (loss terms, throughput, ETA) at most every ``config.log_every_s``.
+    Raises:
+        NonFiniteLoss: naming the step and term, instead of returning a NaN model.
+    """
+    if config.method != "none" and teacher is None:
+        raise ValueError(f"method {config.method!r} needs a teacher")
+    start = time.perf_counter()
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    trainable = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+    trainable_ids = {id(p) for p in trainable}
+    ntk_names = [n for n, p in model.named_parameters() if id(p) in trainable_ids]
+    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    images, targets = train.tensors
+    n = len(images)
+    steps_per_epoch = max(1, math.ceil(n / config.batch_size))
+    total = max(1, math.ceil(config.epochs * steps_per_epoch))
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=total, pct_start=0.15)
+    generator = torch.Generator().manual_seed(config.seed)
+    noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+
+    model.train()
+    terms_sum: dict[str, float] = {}
+    terms_count = 0
+    last_log = time.perf_counter()
+    step = 0
+    loss_value = float("nan")
+    while step < total:
+        order = torch.randperm(n, generator=generator)
+        for begin in range(0, n, config.batch_size):
+            if step >= total:
+                break
+            index = order[begin:begin + config.batch_size]
+            x, y = images[index].to(device), targets[index].to(device)
+            terms = _loss_terms(model, teacher, x, y, task, config, noise_generator, generator, ntk_names)
+            loss = sum(weight * value for weight, value in terms.values())
+            for name, (_, value) in terms.items():
+                if not torch.isfinite(value):
+                    raise NonFiniteLoss(f"{label}: loss term {name!r} is {float(value)} at step {step + 1}/{total} "
+                                        f"(lr {schedule.get_last_lr()[0]:.2e}); lower the learning rate or "
+                                        f"check the inputs")
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            loss_value = float(loss.detach())
+            if step > total - steps_per_epoch:  # average the terms over the last epoch
+                for name, (_, value) in terms.items():
+                    terms_sum[name] = terms_sum.get(name, 0.0) + float(value.detach())
+                terms_count += 1
+            now = time.perf_counter()
+            if log is not None and (now - last_log > config.log_every_s or step == total):
+                elapsed = now - start
+                parts = " ".join(f"{k} {float(v.detach()):.4f}" for k, (_, v) in terms.items())
+                log(f"[{label} {config.method}] step {step}/{total} (epoch {step / steps_per_epoch:.2f}) "
+                    f"loss {loss_value:.4f} ({parts}) {step / elapsed:.1f} steps/s, "
+                    f"eta {elapsed / step * (total - step):.0f}s")
+                last_log = now
+
+    metrics: dict[str, float] = {}
+    for split, dataset in (evaluate_on or {}).items():
+        for name, value in evaluate(model, dataset, task, batch_size=config.eval_batch_size, device=device).items():
+            metrics[f"{split}/{name}"] = value
+    pick = lambda split: next((v for k, v in metrics.items() if k in (f"{split}/accuracy", f"{split}/iou")), float("nan"))
+    ops = count_macs(model, images[:1].to(device))
+    model.train()
+    return TrainResult(
+        method=config.method, val_metric=pick("val"), test_metric=pick("test"), final_loss=loss_value,
+        loss_terms=tuple((k, v / max(terms_count, 1)) for k, v in terms_sum.items()), steps=step,
+        seconds=time.perf_counter() - start, n_params=ops.params, n_trainable=sum(p.numel() for p in trainable),
+        macs=ops.macs, metrics=tuple(sorted(metrics.items())))
+
+
+def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator, generator, ntk_names):
+    """{name: (weight, value)} for one batch."""
+    out = model(x, generator=noise_generator)
+    match config.method:
+        case "none":
+            return {"task": (1.0, task_loss(out, y, task))}
+        case "kd":
+            with torch.no_grad():
+                teacher_out = teacher(x)
+            return {"kd": (1.0, kd_loss(out, teacher_out, y, task, temperature=config.kd_temperature,
+                                        alpha=config.kd_alpha))}
+        case "ntkd":
+            sub = x[:config.ntk_subbatch]
+            pool = config.ntk_output_pool if task == "segment" else None
+            student_gram = empirical_ntk(model, sub, mode=config.ntk_mode, probes=config.ntk_probes,
+                                         names=ntk_names, generator=generator, output_pool=pool)
+            with torch.no_grad():
+                teacher_gram = empirical_ntk(teacher, sub, mode=config.ntk_mode, probes=config.ntk_probes,
+                                             generator=generator, output_pool=pool)
+            return {"task": (config.ntk_alpha, task_loss(out, y, task)),
+                    "ntk": (config.ntk_beta, ntk_loss(student_gram, teacher_gram, config.ntk_normalise))}
+    raise ValueError(config.method)

@@ -1,0 +1,87 @@
+"""Empirical NTK: the exact Gram against an explicit J·Jᵀ, the estimates against the exact one."""
+
+import pytest
+import torch
+from torch import nn
+
+from onn.design import Design
+from onn.losses import ntk_loss
+from onn.models import build_hybrid
+from onn.ntk import empirical_ntk, last_layer_names
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.Tanh(), nn.Linear(7, 3))
+
+    def forward(self, x, *, generator=None, noise=True):
+        return self.body(x)
+
+
+def explicit_gram(model, x):
+    params = list(model.parameters())
+    rows = []
+    for i in range(x.shape[0]):
+        out = model(x[i:i + 1])[0]
+        per_output = []
+        for o in range(out.numel()):
+            grads = torch.autograd.grad(out[o], params, retain_graph=True)
+            per_output.append(torch.cat([g.flatten() for g in grads]))
+        rows.append(torch.stack(per_output))  # (O, P)
+    jac = torch.stack(rows)  # (B, O, P)
+    return torch.einsum("bop,cop->bc", jac, jac)
+
+
+def test_exact_gram_equals_explicit_jacobian_product(generator):
+    model, x = Tiny(), torch.randn(5, 3, 4, generator=generator)
+    assert torch.allclose(empirical_ntk(model, x, mode="exact"), explicit_gram(model, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["exact", "probe", "last_layer"])
+def test_gram_is_symmetric_positive_semidefinite(mode, generator):
+    gram = empirical_ntk(Tiny(), torch.randn(6, 3, 4, generator=generator), mode=mode, probes=3, generator=generator)
+    assert torch.allclose(gram, gram.T, atol=1e-5)
+    assert torch.linalg.eigvalsh(gram.double()).min() > -1e-4 * gram.abs().max()
+
+
+def test_probe_estimate_converges_like_one_over_sqrt_probes(generator):
+    model, x = Tiny(), torch.randn(8, 3, 4, generator=generator)
+    exact = empirical_ntk(model, x, mode="exact")
+
+    def error(probes):
+        errs = [float((empirical_ntk(model, x, mode="probe", probes=probes,
+                                     generator=torch.Generator().manual_seed(s)) - exact).norm() / exact.norm())
+                for s in range(12)]
+        return sum(errs) / len(errs)
+
+    few, many = error(2), error(32)
+    assert many < few / 2.5  # 1/sqrt(16) = 1/4 expected; allow slack for 12 repeats
+    assert many < 0.15
+
+
+def test_last_layer_gram_uses_only_the_last_layer(generator):
+    model, x = Tiny(), torch.randn(4, 3, 4, generator=generator)
+    assert last_layer_names(model) == ["body.3.weight", "body.3.bias"]
+    features = model.body[:3](x)
+    expected = 3 * (features @ features.T + 1)  # Σ_o over 3 outputs of <e_o ⊗ a_i, e_o ⊗ a_j> (+ bias)
+    assert torch.allclose(empirical_ntk(model, x, mode="last_layer"), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_ntkd_loss_is_zero_when_student_is_teacher(generator):
+    model, x = Tiny(), torch.randn(6, 3, 4, generator=generator)
+    gram = empirical_ntk(model, x, mode="exact")
+    assert float(ntk_loss(gram, gram.clone())) == 0.0
+
+
+@pytest.mark.parametrize("mode", ["exact", "probe"])
+def test_ntkd_gradients_reach_the_optical_kernels(mode, generator):
+    design = Design(aperture_mm=2.0, suboptic_mm=0.3, mask_res=128, n_kernels=2, kernel_size=3, hidden=(8,))
+    student = build_hybrid(design, in_channels=1, image_size=16, n_outputs=4)
+    x = torch.rand(4, 1, 16, 16, generator=generator)
+    names = [n for n, _ in student.named_parameters()]
+    target = torch.eye(4) + 0.5
+    loss = ntk_loss(empirical_ntk(student, x, mode=mode, names=names, probes=2, generator=generator), target)
+    loss.backward()
+    assert student.optics[0].weight.grad is not None and student.optics[0].weight.grad.abs().sum() > 0
