@@ -35,11 +35,11 @@ def read_sensor(irradiance: torch.Tensor, config: SensorConfig, *, generator: to
         irradiance: (B, ...) one exposure per leading index (all sub-images of an image share it).
         noise: also ``config.noise``; False gives the deterministic gain + quantisation path.
     Returns:
-        Same shape. Gradients pass straight through the rounding; the auto-exposure gain is a
-        measured constant (detached).
+        Same shape. Gradients pass straight through the rounding and through the auto-exposure
+        gain (the gain is a function of the image and the PSFs; detaching it slowed training).
     """
     levels = 2**config.bits - 1
-    peak = irradiance.detach().flatten(1).amax(1).clamp(min=1e-12)  # (B,)
+    peak = irradiance.flatten(1).amax(1).clamp(min=1e-12)  # (B,)
     gain = (config.full_well_e / peak).view(-1, *([1] * (irradiance.ndim - 1)))
     electrons = irradiance * gain
     if noise and config.noise:
