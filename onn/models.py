@@ -69,11 +69,8 @@ class HybridONN(nn.Module):
             self.backend = Decoder(groups, design.hidden, n_outputs)
         else:
             raise ValueError(f"unknown backend {design.backend!r}; use 'mlp' or 'decoder'")
-        if generator is not None:  # reproducible initialisation of the digital part as well
-            with torch.no_grad():
-                for p in self.backend.parameters():
-                    if p.ndim > 1:
-                        nn.init.kaiming_uniform_(p, a=5**0.5, generator=generator)
+        if generator is not None:
+            _reset_from(self.backend, generator)
 
     def features(self, x: torch.Tensor, *, generator: torch.Generator | None = None,
                  noise: bool = True) -> list[torch.Tensor]:
@@ -106,3 +103,17 @@ def build_hybrid(design: Design, *, in_channels: int, image_size: int, n_outputs
     design.check(image_size=image_size)
     return HybridONN(design, in_channels=in_channels, image_size=image_size, n_outputs=n_outputs,
                      generator=torch.Generator().manual_seed(seed))
+
+
+def _reset_from(module: nn.Module, generator: torch.Generator) -> None:
+    """Re-initialise every Linear / Conv layer as torch does by default, but drawing from
+    ``generator`` (torch's own initialisers use the global RNG, so equal seeds would not give
+    equal models)."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_uniform_(layer.weight, a=5**0.5, generator=generator)
+                if layer.bias is not None:
+                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+                    bound = 1 / fan_in**0.5
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)

@@ -148,8 +148,11 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=total, pct_start=0.15)
+    # Separate streams, so that every method sees the same batches and the same sensor noise
+    # whatever else it draws (NTK probes must not shift the data order).
     generator = torch.Generator().manual_seed(config.seed)
     noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+    probe_generator = torch.Generator().manual_seed(config.seed + 2)
 
     model.train()
     terms_sum: dict[str, float] = {}
@@ -164,7 +167,7 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
                 break
             index = order[begin:begin + config.batch_size]
             x, y = images[index].to(device), targets[index].to(device)
-            terms = _loss_terms(model, teacher, x, y, task, config, noise_generator, generator, ntk_names)
+            terms = _loss_terms(model, teacher, x, y, task, config, noise_generator, probe_generator, ntk_names)
             loss = sum(weight * value for weight, value in terms.values())
             for name, (_, value) in terms.items():
                 if not torch.isfinite(value):
@@ -204,7 +207,7 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
         macs=ops.macs, metrics=tuple(sorted(metrics.items())))
 
 
-def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator, generator, ntk_names):
+def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator, probe_generator, ntk_names):
     """{name: (weight, value)} for one batch."""
     out = model(x, generator=noise_generator)
     match config.method:
@@ -219,10 +222,10 @@ def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator
             sub = x[:config.ntk_subbatch]
             pool = config.ntk_output_pool if task == "segment" else None
             student_gram = empirical_ntk(model, sub, mode=config.ntk_mode, probes=config.ntk_probes,
-                                         names=ntk_names, generator=generator, output_pool=pool)
+                                         names=ntk_names, generator=probe_generator, output_pool=pool)
             with torch.no_grad():
                 teacher_gram = empirical_ntk(teacher, sub, mode=config.ntk_mode, probes=config.ntk_probes,
-                                             generator=generator, output_pool=pool)
+                                             generator=probe_generator, output_pool=pool)
             return {"task": (config.ntk_alpha, task_loss(out, y, task)),
                     "ntk": (config.ntk_beta, ntk_loss(student_gram, teacher_gram, config.ntk_normalise))}
     raise ValueError(config.method)

@@ -1,0 +1,1 @@
+"""Experiment scripts that reproduce the paper's tables; each writes Markdown + Parquet."""

@@ -1,0 +1,53 @@
+"""Named experimental systems: a hardware preset, the dataset it sees and its teacher (SPEC §2).
+
+A plain registry, because command lines and sweep files name systems; a test builds every entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from onn.data import TaskData, load_dataset
+from onn.design import PRESETS, Design
+from onn.models import HybridONN, build_hybrid
+from onn.teachers import Teacher, get_teacher
+
+
+@dataclass(frozen=True)
+class System:
+    preset: str  # a key of onn.design.PRESETS
+    dataset: str  # a key of onn.data.DATASETS
+    teacher: str  # a key of onn.teachers.TEACHERS
+
+    @property
+    def design(self) -> Design:
+        return PRESETS[self.preset]
+
+
+SYSTEMS: dict[str, System] = {
+    # Compressed Meta ONN on real MNIST (paper Table 3: 91.4 / 95.9 / 97.3 %).
+    "mono": System("mono", "mnist", "lenet5"),
+    # Polychromatic Meta ONN on the made-up colour task (the paper used CIFAR-10, not available offline).
+    "poly": System("poly", "photo_patches", "alexnet"),
+    # The same on CIFAR-10, for users who have a local copy (pass --root).
+    "poly_cifar10": System("poly", "cifar10", "alexnet"),
+}
+
+
+def build_student(design: Design, data: TaskData, seed: int) -> HybridONN:
+    """A freshly initialised hybrid for ``data``'s shape; raises `InfeasibleDesign` if impossible."""
+    return build_hybrid(design, in_channels=data.channels, image_size=data.image_size,
+                        n_outputs=data.n_classes, seed=seed)
+
+
+def load_system(name: str, *, root: str | None = None, device: torch.device | str = "cpu",
+                teacher_seed: int = 0) -> tuple[System, TaskData, Teacher]:
+    """The system, its data and its (cached) trained teacher."""
+    if name not in SYSTEMS:
+        raise KeyError(f"unknown system {name!r}; known: {', '.join(sorted(SYSTEMS))}")
+    system = SYSTEMS[name]
+    data = load_dataset(system.dataset, root)
+    teacher, _ = get_teacher(system.dataset, system.teacher, seed=teacher_seed, root=root, device=device)
+    return system, data, teacher
