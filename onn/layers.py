@@ -79,9 +79,11 @@ class OpticalConv(nn.Module):
         batch, colours, height, width = x.shape
         halves = self.halves()  # (n, 2, C, k, k)
         n, k = halves.shape[0], halves.shape[-1]
-        # One grouped conv reads every (colour, half, kernel) sub-image: groups follow the colour.
-        weight = halves.permute(2, 1, 0, 3, 4).reshape(colours * 2 * n, 1, k, k)  # (C*2*n, 1, k, k)
-        readings = F.conv2d(x, weight, padding=k // 2, groups=colours)  # (B, C*2*n, H, W)
+        weight = halves.permute(2, 1, 0, 3, 4).reshape(colours, 2 * n, 1, k, k)  # (C, 2*n, 1, k, k)
+        # Every (colour, half, kernel) sub-image, one conv per colour: a grouped conv gives the same
+        # numbers but its backward pass is ~5x slower on CPU (benchmarks/README.md).
+        readings = torch.cat([F.conv2d(x[:, c:c + 1], weight[c], padding=k // 2) for c in range(colours)],
+                             dim=1)  # (B, C*2*n, H, W)
         if self.sensor is not None:
             readings = read_sensor(readings, self.sensor, generator=generator, noise=noise)
         readings = readings.view(batch, colours, 2, n, height, width).sum(1)  # (B, 2, n, H, W)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import torch
 
+from explore.runtime import ensure_malloc_env
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.train import TrainConfig, fit
 
@@ -86,13 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    ensure_malloc_env()
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, ntk_beta=args.ntk_beta, ntk_mode=args.ntk_mode, log_every_s=60)
     start = time.perf_counter()
     frame = run(args.systems, args.methods, args.seeds, config, root=args.root, out=args.out, device=args.device)
-    import sys
-
     text = markdown(frame, config, time.perf_counter() - start, "python -m explore.experiments.table3 " + " ".join(sys.argv[1:]))
     (args.out / "table3.md").write_text(text)
     print(text)

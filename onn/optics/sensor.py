@@ -40,13 +40,14 @@ def read_sensor(irradiance: torch.Tensor, config: SensorConfig, *, generator: to
     """
     levels = 2**config.bits - 1
     peak = irradiance.flatten(1).amax(1).clamp(min=1e-12)  # (B,)
-    gain = (config.full_well_e / peak).view(-1, *([1] * (irradiance.ndim - 1)))
-    electrons = irradiance * gain
+    signal = irradiance / peak.view(-1, *([1] * (irradiance.ndim - 1)))  # fraction of full scale
     if noise and config.noise:
-        shot = torch.randn(electrons.shape, generator=generator, device=electrons.device, dtype=electrons.dtype)
-        read = torch.randn(electrons.shape, generator=generator, device=electrons.device, dtype=electrons.dtype)
-        # Poisson(e) ~ e + sqrt(e) N(0,1) at these counts (>= tens of e⁻ where it matters).
-        electrons = electrons + electrons.clamp(min=0).sqrt() * shot + config.read_noise_fs * config.full_well_e * read
-    scaled = (electrons / config.full_well_e * levels).clamp(0, levels)
+        # Shot noise (Poisson(e) ~ e + sqrt(e) N(0,1) at these counts) and read noise are independent
+        # Gaussians, so one draw with the summed variance has the same distribution as two; in
+        # full-scale units the shot variance is signal / full_well.
+        std = (signal.clamp(min=0) / config.full_well_e + config.read_noise_fs**2).sqrt()
+        z = torch.randn(signal.shape, generator=generator, device=signal.device, dtype=signal.dtype)
+        signal = torch.addcmul(signal, std, z)
+    scaled = (signal * levels).clamp(0, levels)
     digital = scaled + (torch.round(scaled) - scaled).detach()
     return digital / levels

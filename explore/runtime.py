@@ -1,0 +1,25 @@
+"""Process set-up for the command-line entry points (not for library use).
+
+glibc hands PyTorch's multi-MB buffers back to the kernel after every op, and the page faults
+that follow dominate large-tensor CPU code (ENVIRONMENT.md: 1.1-6x on propagation, ~5x on the
+sensor model). The fix must be in the environment before the process starts, so an entry point
+calls `ensure_malloc_env()` first: if the variables are missing it sets them and re-executes the
+same command line once. Ray workers get the same variables through ``runtime_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
+
+
+def ensure_malloc_env() -> None:
+    """Re-exec this process with `MALLOC_ENV` unless it is already set (or ONN_NO_REEXEC=1)."""
+    if all(os.environ.get(k) for k in MALLOC_ENV) or os.environ.get("ONN_NO_REEXEC") == "1":
+        return
+    env = {**os.environ, **MALLOC_ENV}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
