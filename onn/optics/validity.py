@@ -14,7 +14,7 @@ from onn.optics.geometry import OpticalGeometry
 from onn.optics.propagation import band_limit_frequency
 
 BYTES_COMPLEX64 = 8
-AUTOGRAD_COPIES = 6  # live (M, M) complex buffers per field in a forward+backward of propagate
+AUTOGRAD_COPIES = 10  # live (M, M) complex buffers per field in a forward+backward (measured ~9: benchmarks/README.md)
 
 
 class InfeasibleDesign(ValueError):
@@ -69,14 +69,14 @@ def check_geometry(geometry: OpticalGeometry, *, image_size: int | None = None,
     suboptic_um = g.suboptic_m * 1e6
     if suboptic_um < pixel_um:
         raise InfeasibleDesign("suboptic_mm", f"the sub-optic ({suboptic_um:.2f} µm) is smaller than one "
-                                              f"kernel pixel ({pixel_um} µm); make it >= {pixel_um * 1e-3:.4f} mm")
+                                              f"kernel pixel ({pixel_um:.2f} µm); make it >= {pixel_um * 1e-3:.4f} mm")
     if pitch_um < C.DESIGN_PITCH_UM - 1e-9:
         max_res = math.floor(suboptic_um / C.DESIGN_PITCH_UM)
-        raise InfeasibleDesign("mask_res", f"pitch {pitch_um:.3f} µm is finer than one design sample of 2x2 "
+        raise InfeasibleDesign("mask_res", f"pitch {pitch_um:.4f} µm is finer than one design sample of 2x2 "
                                            f"pillars ({C.DESIGN_PITCH_UM} µm); use mask_res <= {max_res}")
     if pitch_um > pixel_um / 2:
         min_res = math.ceil(2 * suboptic_um / pixel_um)
-        raise InfeasibleDesign("mask_res", f"pitch {pitch_um:.2f} µm cannot resolve the {pixel_um} µm kernel "
+        raise InfeasibleDesign("mask_res", f"pitch {pitch_um:.2f} µm cannot resolve the {pixel_um:.2f} µm kernel "
                                            f"pixel (needs <= half of it); use mask_res >= {min_res}")
     window_um = g.kernel_size * pixel_um
     if window_um > suboptic_um:
@@ -108,7 +108,7 @@ def check_geometry(geometry: OpticalGeometry, *, image_size: int | None = None,
     if spot_um > pixel_um:
         min_mm = max(g.wavelengths_m) * g.distance_m / g.kernel_pixel_m * 1e3
         raise InfeasibleDesign("suboptic_mm", f"the diffraction-limited spot ({spot_um:.1f} µm) is larger than the "
-                                              f"kernel pixel ({pixel_um} µm); make suboptic_mm >= {min_mm:.3f}")
+                                              f"kernel pixel ({pixel_um:.2f} µm); make suboptic_mm >= {min_mm:.3f}")
     if image_size is not None:
         footprint_um = (image_size + g.kernel_size - 1) * pixel_um
         cell_um = suboptic_um + spacing_mm * 1e3
