@@ -1,0 +1,346 @@
+"""Sweep files: the YAML format, validated into a frozen `SweepSpec` before anything runs.
+
+A malformed file raises `SpecError` listing, for every problem, the file, the key path, what was
+found and what is allowed (with the closest valid key for a typo). The format is documented key by
+key in README.md ("Sweep files"); `sweeps/*.yaml` are the worked examples, each parsed by a test.
+
+Parameters (the keys of ``fixed`` and ``space``) are the names in `PARAMETERS`: hardware fields of
+`onn.design.Design` in design units, a few derived knobs (``backend_depth``/``backend_width`` for the
+digital backend, ``read_noise_fs``/``full_well_e``/``bits`` for the sensor), and training knobs
+prefixed ``train.`` (fields of `onn.train.TrainConfig`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from onn.data import DATASETS
+from onn.energy import CONSTANTS as ENERGY_CONSTANTS
+from onn.energy import EnergyConstants
+from onn.optics.constants import WAVELENGTH_SETS_NM
+from onn.teachers import TEACHERS
+from onn.train import TrainConfig
+
+# name -> what it is (shown by --dry-run and in errors). Units are in the names.
+HARDWARE_PARAMETERS: dict[str, str] = {
+    "aperture_mm": "metasurface side H (mm); sets how many sub-optics fit",
+    "suboptic_mm": "sub-optic side k (mm)",
+    "spacing_mm": "fabrication gap between sub-optics (mm)",
+    "mask_res": "design samples per sub-optic side (cost knob of the physical simulation)",
+    "wavelengths": f"wavelength set, one of {sorted(WAVELENGTH_SETS_NM)}",
+    "kernel_size": "kernel side in kernel pixels (odd)",
+    "n_kernels": "signed kernels used; omit to use all the layout holds",
+    "pool": "digital average pooling after the nonlinearity",
+    "backend_depth": "hidden FC layers of the digital backend",
+    "backend_width": "width of the first hidden layer; each further layer halves it",
+    "distance_mm": "metasurface to sensor (mm)",
+    "kernel_pixel_um": "kernel pixel on the sensor (µm)",
+    "read_noise_fs": "sensor read noise, fraction of full scale",
+    "full_well_e": "sensor full well (electrons)",
+    "bits": "ADC bits",
+}
+TRAIN_PARAMETERS: dict[str, str] = {
+    f"train.{f.name}": f"onn.train.TrainConfig.{f.name}" for f in dataclass_fields(TrainConfig)
+    if f.name not in ("seed", "log_every_s", "method")
+}
+PARAMETERS: dict[str, str] = {**HARDWARE_PARAMETERS, **TRAIN_PARAMETERS}
+
+# Metrics a trial reports; objectives pick from these. Directions are the natural ones.
+METRICS: dict[str, str] = {
+    "accuracy_fabricated": "test accuracy of the fabricated system, mean over draws (after compensation if on)",
+    "accuracy_fabricated_p5": "5th percentile of the fabricated accuracy over draws",
+    "accuracy_ideal": "test accuracy of the trained design in ideal simulation",
+    "energy_pj": "energy per inference (pJ)",
+    "macs": "digital multiply-accumulates per inference",
+    "pixels_read": "sensor pixels read per inference",
+    "train_s": "training time (s)",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatRange(Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class IntRange(Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, ge=1)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class Choice(Strict):
+    type: Literal["choice"]
+    values: list[Union[int, float, str, bool]] = Field(min_length=1)
+
+
+Domain = Annotated[Union[FloatRange, IntRange, Choice], Field(discriminator="type")]
+DOMAIN_TAGS = {"float": FloatRange, "int": IntRange, "choice": Choice}
+
+
+def _check_range(low: float, high: float, log: bool) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"`low < high` must hold, but got low={low}, high={high}")
+    if log and low <= 0:
+        raise ValueError(f"a log range needs low > 0, got low={low}")
+
+
+class Task(Strict):
+    dataset: str
+    teacher: str | None = None  # default: the dataset's usual teacher (onn.teachers.DEFAULT_TEACHER)
+    root: str | None = None  # local dataset folder (cifar10, carvana)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value):
+        return _known(value, DATASETS, "dataset")
+
+    @field_validator("teacher")
+    @classmethod
+    def _known_teacher(cls, value):
+        return value if value is None else _known(value, TEACHERS, "teacher")
+
+
+class Objective(Strict):
+    metric: str
+    direction: Literal["max", "min"]
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value):
+        return _known(value, METRICS, "metric")
+
+
+class Gate(Strict):
+    enabled: bool = True
+    min_accuracy: float = Field(0.0, ge=0.0, le=1.0)  # prune if the design-aware estimate is below
+    dominated_margin: float = Field(0.02, ge=0.0, le=1.0)  # prune if the trained front beats it by this much
+    n_train: int = Field(2000, ge=10)  # estimator subsample
+    n_frontends: int = Field(2, ge=1)
+
+
+class Fabrication(Strict):
+    enabled: bool = True
+    draws: int = Field(3, ge=1)
+    level: Literal["kernel", "physical"] = "kernel"
+    errors: dict[str, Any] = Field(default_factory=dict)  # overrides of the error model's fields
+    compensation: Literal["none", "task", "ntkd"] = "ntkd"
+    compensation_fraction: float = Field(0.1, gt=0.0, le=1.0)
+    compensation_epochs: float = Field(1.0, gt=0.0)
+
+
+class Realisation(Strict):
+    enabled: bool = True
+    steps: int = Field(100, ge=1)  # inverse-design steps per kernel chunk
+
+
+class Energy(Strict):
+    constants: str = "default"
+    overrides: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("constants")
+    @classmethod
+    def _known_set(cls, value):
+        return _known(value, ENERGY_CONSTANTS, "energy constant set")
+
+    @model_validator(mode="after")
+    def _valid_overrides(self):
+        try:
+            EnergyConstants.from_overrides(self.overrides, base=self.constants)
+        except KeyError as exc:  # KeyError's str() adds quotes
+            raise ValueError(exc.args[0]) from None
+        return self
+
+
+class Budget(Strict):
+    trials: int = Field(ge=1)
+    concurrency: int = Field(1, ge=1)
+    cpus_per_trial: float = Field(1.0, gt=0.0)
+    time_limit_s: float | None = Field(None, gt=0.0)
+    max_retries: int = Field(1, ge=0)  # a trial whose worker dies is retried this often, then failed
+
+
+class SweepSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    task: Task
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Domain] = Field(min_length=1)
+    training: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields for every trial
+    objectives: list[Objective] = Field(min_length=1)
+    gate: Gate = Gate()
+    fabrication: Fabrication = Fabrication()
+    realisation: Realisation = Realisation()
+    energy: Energy = Energy()
+    budget: Budget
+    seed: int = 0
+    output: str = "results"
+
+    @field_validator("fixed", mode="before")
+    @classmethod
+    def _known_fixed(cls, value):
+        for key in value:
+            _known(key, HARDWARE_PARAMETERS, "fixed parameter (training knobs go under `training`)")
+        return value
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _known_parameters(cls, value):
+        for key in value:
+            _known(key, PARAMETERS, "parameter")
+        return value
+
+    @field_validator("training")
+    @classmethod
+    def _known_training(cls, value):
+        names = {f.name for f in dataclass_fields(TrainConfig)} - {"seed"}
+        for key in value:
+            _known(key, names, "training key")
+        TrainConfig(**value)  # types and ranges (raises ValueError with the reason)
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, value):
+        metrics = [o.metric for o in value]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"objectives repeat a metric: {metrics}")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self):
+        both = sorted(set(self.fixed) & set(self.space))
+        if both:
+            raise ValueError(f"{both} appear in both `fixed` and `space`; keep each parameter in one")
+        return self
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+
+class SpecError(ValueError):
+    """A sweep file that cannot be run; the message lists every problem with its key path."""
+
+
+def _known(value: str, allowed, what: str) -> str:
+    if value in allowed:
+        return value
+    close = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"unknown {what} {value!r}; {hint}allowed: {', '.join(sorted(allowed))}")
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names of the model that holds the key at ``loc`` (for unknown-key errors)."""
+    model: Any = SweepSpec
+    for part in loc[:-1]:
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return []
+        if part in fields:
+            model = fields[part].annotation
+        elif part in DOMAIN_TAGS:
+            model = DOMAIN_TAGS[part]
+        else:
+            return []
+        if getattr(model, "__origin__", None) is dict:  # dict[str, Domain]: the next part is a key
+            model = Union[FloatRange, IntRange, Choice]
+    return list(getattr(model, "model_fields", {}))
+
+
+def _format(error: dict, source: str) -> str:
+    loc = tuple(error["loc"])
+    # pydantic puts the union tag of a search-space entry in the path; users never wrote it
+    shown_loc = [p for i, p in enumerate(loc) if not (i == 2 and loc[0] == "space" and p in DOMAIN_TAGS)]
+    path = ".".join(str(p) for p in shown_loc) or "(top level)"
+    found = error.get("input")
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{source}: {path}: unknown key{hint} Allowed here: {', '.join(allowed)}"
+    if error["type"] == "missing":
+        return f"{source}: {path}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    shown = repr(found)
+    return f"{source}: {path}: {message} (found {shown if len(shown) <= 80 else shown[:77] + '...'})"
+
+
+def parse_spec(raw: Any, source: str = "<sweep>") -> SweepSpec:
+    """Validate a loaded YAML document; raises `SpecError` naming every bad key."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: the file must be a mapping of keys (name, task, space, ...), "
+                        f"found {type(raw).__name__}")
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_format(e, source) for e in exc.errors()]
+        raise SpecError("invalid sweep file:\n  " + "\n  ".join(problems)) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
+    """Read, apply ``key.path=value`` overrides (values parsed as YAML) and validate a sweep file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such sweep file (see sweeps/ for examples)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise SpecError(f"override {item!r} must look like key.path=value, e.g. budget.trials=4")
+        key, value = item.split("=", 1)
+        _set_path(raw, key.split("."), yaml.safe_load(value))
+    return parse_spec(raw, str(path))
+
+
+def _set_path(raw: dict, keys: list[str], value: Any) -> None:
+    """Set ``raw[k1][k2]... = value``; parameter names may contain a dot (``train.lr``), so at each
+    level the longest run of keys that names an existing entry is taken as one key."""
+    node = raw
+    i = 0
+    while i < len(keys) - 1:
+        width = next((w for w in range(len(keys) - i, 1, -1) if ".".join(keys[i:i + w]) in node), 1)
+        key = ".".join(keys[i:i + width])
+        if i + width == len(keys):
+            node[key] = value
+            return
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"override {'.'.join(keys)}: {key} is not a mapping")
+        i += width
+    node[keys[-1]] = value
+
+
+def spec_to_yaml(spec: SweepSpec) -> str:
+    """The resolved file (defaults filled in), as saved beside the results."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,107 @@
+"""Sweep files: every example parses; malformed files are refused with the key path and a fix."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from explore.point import base_design, design_point
+from explore.spec import SpecError, load_spec, parse_spec
+
+SWEEPS = sorted(Path(__file__).parent.parent.glob("sweeps/*.yaml"))
+TINY = yaml.safe_load((Path(__file__).parent.parent / "sweeps" / "tiny.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_every_sweep_file_parses(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem and spec.budget.trials >= 1
+
+
+def mutate(path: str, value):
+    raw = copy.deepcopy(TINY)
+    *parents, last = path.split("/")
+    node = raw
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return raw
+
+
+DELETE = object()
+
+MALFORMED = [
+    # (what changes, new value, fragment the message must contain)
+    ("budget/trials", "many", "budget.trials: Input should be a valid integer"),
+    ("budget/trials", -3, "budget.trials: Input should be greater than or equal to 1"),
+    ("budget/concurrency", 0, "budget.concurrency"),
+    ("budgett", {"trials": 2}, "budgett: unknown key"),
+    ("fabrication/draw", 3, "fabrication.draw: unknown key; did you mean 'draws'?"),
+    ("space", {}, "space: Dictionary should have at least 1 item"),
+    ("space/aperture_mm", {"type": "float", "low": 3.0, "high": 1.0}, "`low < high` must hold"),
+    ("space/aperture_mm", {"type": "float", "low": 0.0, "high": 1.0, "log": True}, "log range needs low > 0"),
+    ("space/aperture_mm", {"type": "floaty", "low": 0.0, "high": 1.0}, "space.aperture_mm"),
+    ("space/apertur_mm", {"type": "float", "low": 1.0, "high": 2.0}, "did you mean 'aperture_mm'?"),
+    ("space/mask_res", {"type": "choice", "values": []}, "values"),
+    ("space/aperture_mm", {"type": "float", "low": 1.0, "hi": 2.0}, "high: required key is missing"),
+    ("task/dataset", "mnsit", "unknown dataset 'mnsit'; did you mean 'mnist'?"),
+    ("task/teacher", "resnet", "unknown teacher 'resnet'"),
+    ("objectives", [{"metric": "acuracy_fabricated", "direction": "max"}], "did you mean 'accuracy_fabricated'?"),
+    ("objectives", [{"metric": "energy_pj", "direction": "lower"}], "objectives.0.direction: Input should be 'max' or 'min'"),
+    ("objectives", [], "objectives: List should have at least 1 item"),
+    ("objectives", [{"metric": "energy_pj", "direction": "min"}] * 2, "objectives repeat a metric"),
+    ("fixed/aperture_mm", 2.0, "appear in both `fixed` and `space`"),
+    ("fixed/train.lr", 0.1, "training knobs go under `training`"),
+    ("training/lr", -1.0, "lr > 0"),
+    ("training/epoch", 2, "did you mean 'epochs'?"),
+    ("name", "my sweep!", "name: String should match pattern"),
+    ("energy", {"constants": "default", "overrides": {"mac_p": 1.0}}, "did you mean 'mac_pj'?"),
+    ("gate/min_accuracy", 1.5, "gate.min_accuracy: Input should be less than or equal to 1"),
+    ("budget", DELETE, "budget: required key is missing"),
+]
+
+
+@pytest.mark.parametrize("path, value, fragment", MALFORMED, ids=[m[0] + "=" + str(m[1])[:20] for m in MALFORMED])
+def test_malformed_files_are_refused_with_the_key_and_the_fix(path, value, fragment):
+    with pytest.raises(SpecError) as info:
+        parse_spec(mutate(path, value), "sweeps/bad.yaml")
+    message = str(info.value)
+    assert "sweeps/bad.yaml" in message and fragment in message, message
+
+
+def test_not_a_mapping_and_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="must be a mapping"):
+        parse_spec(["a", "list"], "x.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="no such sweep file"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_overrides_reach_nested_and_dotted_keys(tmp_path):
+    path = tmp_path / "s.yaml"
+    raw = copy.deepcopy(TINY)
+    raw["space"]["train.ntk_beta"] = {"type": "float", "low": 0.1, "high": 1.0}
+    path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(path, ["budget.trials=3", "space.train.ntk_beta.high=5", "training.epochs=1"])
+    assert spec.budget.trials == 3 and spec.space["train.ntk_beta"].high == 5 and spec.training["epochs"] == 1
+    with pytest.raises(SpecError, match="key.path=value"):
+        load_spec(path, ["budget.trials"])
+
+
+def test_design_point_maps_parameters_onto_the_preset():
+    base = base_design(channels=1, task="classify")
+    point = design_point({"aperture_mm": 3.0, "backend_depth": 2, "backend_width": 64, "read_noise_fs": 0.02,
+                          "train.ntk_beta": 2.0}, base=base, training={"epochs": 1}, seed=5)
+    assert point.design.aperture_mm == 3.0 and point.design.hidden == (64, 32)
+    assert point.design.sensor.read_noise_fs == 0.02 and point.design.kernel_size == base.kernel_size
+    assert point.train.ntk_beta == 2.0 and point.train.epochs == 1 and point.train.seed == 5
+    again = design_point({"train.ntk_beta": 2.0, "backend_width": 64, "aperture_mm": 3.0, "backend_depth": 2,
+                          "read_noise_fs": 0.02}, base=base, training={"epochs": 1}, seed=5)
+    assert point.config_hash == again.config_hash
