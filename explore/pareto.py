@@ -1,0 +1,65 @@
+"""Pareto analysis as pure functions on ``(n_trials, n_objectives)`` arrays with directions.
+
+Every objective is first turned into "lower is better" (`as_losses`); rows with a NaN objective
+are not candidates (a trial that did not finish never sits on the front). Hypervolume comes from
+Optuna's WFG implementation (`optuna._hypervolume.compute_hypervolume`: private in Optuna 5, so it
+is imported in one place, here) against an explicit reference point that callers record.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from optuna._hypervolume import compute_hypervolume
+
+
+def as_losses(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """(n, m) objective values -> (n, m) losses: maximised objectives are negated."""
+    values = np.asarray(values, dtype=float).reshape(len(values), len(directions))
+    signs = np.array([{"min": 1.0, "max": -1.0}[d] for d in directions])
+    return values * signs
+
+
+def dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    """Loss vector ``a`` dominates ``b``: no worse in every objective, better in one."""
+    return bool(np.all(a <= b) and np.any(a < b))
+
+
+def non_dominated(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """(n,) bool mask of the Pareto front. Rows with NaN are never on it; duplicates of a front
+    point are all on it (neither dominates the other)."""
+    losses = as_losses(values, directions)
+    valid = ~np.isnan(losses).any(axis=1)
+    mask = np.zeros(len(losses), dtype=bool)
+    candidates = losses[valid]
+    # b dominates a  <=>  all(b <= a) and any(b < a); (n, n) comparisons, fine for sweeps of 10^4.
+    no_worse = (candidates[None, :, :] <= candidates[:, None, :]).all(-1)  # [a, b]: b no worse than a
+    better = (candidates[None, :, :] < candidates[:, None, :]).any(-1)
+    mask[valid] = ~(no_worse & better).any(axis=1)
+    return mask
+
+
+def reference_point(values: np.ndarray, directions: Sequence[str], margin: float = 0.1) -> np.ndarray:
+    """A reference point in loss space just worse than every finite value (nadir + margin·range)."""
+    losses = as_losses(values, directions)
+    finite = losses[np.isfinite(losses).all(axis=1)]
+    if len(finite) == 0:
+        raise ValueError("no finite objective values to place a reference point")
+    worst, best = finite.max(axis=0), finite.min(axis=0)
+    span = np.where(worst > best, worst - best, np.maximum(np.abs(worst), 1.0))
+    return worst + margin * span
+
+
+def hypervolume(values: np.ndarray, directions: Sequence[str], reference: np.ndarray) -> float:
+    """Hypervolume dominated by the valid rows, bounded by ``reference`` (in loss space)."""
+    losses = as_losses(values, directions)
+    keep = np.isfinite(losses).all(axis=1) & (losses < reference).all(axis=1)
+    if not keep.any():
+        return 0.0
+    return float(compute_hypervolume(losses[keep], np.asarray(reference, dtype=float)))
+
+
+def hypervolume_history(values: np.ndarray, directions: Sequence[str], reference: np.ndarray) -> np.ndarray:
+    """(n,) hypervolume after each row, in row order (rows sorted by finishing time by the caller)."""
+    return np.array([hypervolume(values[: i + 1], directions, reference) for i in range(len(values))])
