@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
+from explore.point import design_point
 from explore.runtime import ensure_malloc_env
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.train import TrainConfig, fit
@@ -32,18 +33,21 @@ METHODS = ("none", "kd", "ntkd")
 
 
 def run(systems: list[str], methods: list[str], seeds: list[int], config: TrainConfig, *, root: str | None,
-        out: Path, device: str) -> pl.DataFrame:
+        out: Path, device: str, changes: dict | None = None) -> pl.DataFrame:
+    """``changes``: design parameters (sweep-file names, e.g. n_kernels, read_noise_fs) applied to
+    every system's preset, for the same comparison under other optical constraints."""
     rows = []
     for name in systems:
         system, data, teacher = load_system(name, root=root, device=device)
+        design = design_point(changes or {}, base=system.design, training={}, seed=0).design
         for seed in seeds:
             for method in methods:
-                model = build_student(system.design, data, seed=seed)
+                model = build_student(design, data, seed=seed)
                 result = fit(model, data.train, task=data.task,
                              config=dataclasses.replace(config, method=method, seed=seed),
                              evaluate_on={"val": data.val, "test": data.test}, teacher=teacher, device=device,
                              label=f"{name} s{seed}")
-                rows.append({"system": name, "dataset": system.dataset, "method": method, "seed": seed,
+                rows.append({"system": name, "dataset": system.dataset, "changes": str(changes or {}), "method": method, "seed": seed,
                              "test_accuracy_pct": 100 * result.test_metric, "val_accuracy_pct": 100 * result.val_metric,
                              "epochs": config.epochs, "steps": result.steps, "train_s": result.seconds,
                              "n_params": result.n_params, "macs": result.macs,
@@ -57,7 +61,9 @@ def run(systems: list[str], methods: list[str], seeds: list[int], config: TrainC
 
 
 def markdown(frame: pl.DataFrame, config: TrainConfig, seconds: float, command: str) -> str:
+    changes = frame["changes"][0] if "changes" in frame.columns else "{}"
     lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall on this machine)", "",
+             *([f"Design changes to the presets: {changes}", ""] if changes != "{}" else []),
              f"Budget per run: {config.epochs:g} epochs, batch {config.batch_size}, AdamW lr {config.lr:g} one-cycle; "
              f"KD T={config.kd_temperature:g} α={config.kd_alpha:g}; NTKD α={config.ntk_alpha:g} β={config.ntk_beta:g}, "
              f"{config.ntk_mode} Gram ({config.ntk_probes} probes) on {config.ntk_subbatch} samples, "
@@ -83,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=float, default=6.0, help="training epochs per run (default 6)")
     parser.add_argument("--ntk-beta", type=float, default=TrainConfig.ntk_beta, help="weight of the NTK term")
     parser.add_argument("--ntk-mode", default=TrainConfig.ntk_mode, choices=["probe", "exact", "last_layer"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="design changes to every preset, e.g. n_kernels=2 read_noise_fs=0.05")
     parser.add_argument("--root", default=None, help="local dataset folder (e.g. for cifar10)")
     parser.add_argument("--out", type=Path, default=Path("results/table3"))
     parser.add_argument("--device", default="cpu")
@@ -93,7 +101,11 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, ntk_beta=args.ntk_beta, ntk_mode=args.ntk_mode, log_every_s=60)
     start = time.perf_counter()
-    frame = run(args.systems, args.methods, args.seeds, config, root=args.root, out=args.out, device=args.device)
+    import yaml
+
+    changes = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    frame = run(args.systems, args.methods, args.seeds, config, root=args.root, out=args.out, device=args.device,
+                changes=changes)
     text = markdown(frame, config, time.perf_counter() - start, "python -m explore.experiments.table3 " + " ".join(sys.argv[1:]))
     (args.out / "table3.md").write_text(text)
     print(text)
