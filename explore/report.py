@@ -1,0 +1,258 @@
+"""``python -m explore.report results/<name>``: a sweep's report, readable while the sweep runs.
+
+Writes, beside the sweep's ``trials/``:
+
+- ``report.html``: standalone and offline (Vega, Vega-Lite and Vega-Embed inlined once, from
+  vl-convert's bundle): the Pareto front, hypervolume over trials and compute, the estimator's
+  calibration, robustness of the front designs, each parameter's effect, a sortable front table;
+- ``report/*.png``: the same charts rendered by vl-convert (no browser);
+- ``front.json`` / ``front.csv``: the non-dominated complete designs, every ``param.*`` column and
+  metric, with the objectives and the hypervolume's reference point, to take a design further.
+
+Numbers come from `explore.analysis` on every row; charts (`explore.charts`) embed a bounded
+sample; the page (`explore.page`) inlines the JavaScript once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+from explore import charts, page
+from explore.analysis import (METRIC_COLUMNS, ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED,
+                              ROLE_UNSCORED, Analysis, load, spearman)
+from explore.charts import STAGES
+from explore.spec import Choice, FloatRange, IntRange
+
+MAX_ROBUSTNESS = 60  # front designs drawn on the robustness chart (lowest energy first)
+
+
+# --- charts: each returns (chart or None, notes for the page) ------------------------------------------
+
+
+def _front(a: Analysis):
+    counts = {s: a.count(s) for s in ("complete", "pruned", "infeasible", "failed")}
+    plotted_roles = (ROLE_FRONT, ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE)
+    points = a.rows.filter(pl.col("role").is_in(plotted_roles) & pl.col(a.x).is_not_null()
+                           & pl.col("y_plotted").is_not_null())
+    notes = []
+    missing = a.rows.filter(pl.col("role").is_in(plotted_roles + (ROLE_UNSCORED,))).join(
+        points.select("trial_id"), on="trial_id", how="anti")
+    for (status,), rows in missing.group_by("status", maintain_order=True):
+        y = a.y if status == "complete" or not a.y.startswith("accuracy") else "est_accuracy"
+        reasons = rows["reason"].drop_nulls().value_counts(sort=True).head(3)["reason"].to_list()
+        notes.append(f"{len(rows)} {status} designs are not plotted: no {a.x} or {y} value"
+                     + (f" (reasons: {'; '.join(reasons)})." if any(reasons) else "."))
+    if a.y != "accuracy_ideal":
+        ideal = a.front.filter(pl.col("accuracy_ideal").is_not_null())
+        points = pl.concat([points, ideal.with_columns(role=pl.lit(ROLE_IDEAL),
+                                                       y_plotted=pl.col("accuracy_ideal"))])
+    tips = ["trial_id", "status", "reason", *a.params, *METRIC_COLUMNS]
+    shown = charts.display_sample(points.select(*dict.fromkeys(["role", "y_plotted", a.x, *tips])),
+                                  keep=pl.col("role").is_in([ROLE_FRONT, ROLE_IDEAL]))
+    subtitle = [f"{len(a.rows)} trials of {a.spec.budget.trials} planned: {counts['complete']} complete "
+                f"({len(a.front)} on the front), {counts['pruned']} pruned, {counts['infeasible']} infeasible, "
+                f"{counts['failed']} failed.",
+                "Objectives: " + ", ".join(f"{d} {m}" for m, d in zip(a.spec.metrics, a.spec.directions)) + "."
+                + (" Hollow circles: the front designs' accuracy in ideal simulation."
+                   if (points["role"] == ROLE_IDEAL).any() else "")]
+    if counts["pruned"] and a.y.startswith("accuracy"):
+        subtitle.append("Pruned designs were never trained: they sit at the estimator's accuracy (triangles).")
+    if len(shown) < len(points):
+        subtitle.append(f"Showing every front design and a seeded sample: {len(shown)} of {len(points)} points.")
+    if not len(points):
+        return None, notes + ["No design has both coordinates yet: nothing to plot."]
+    digital = a.rows["energy_all_digital_pj"].drop_nulls() if a.x == "energy_pj" else pl.Series([])
+    step = len(a.spec.metrics) == 2 and set(a.spec.metrics) == {a.x, a.y}
+    x_direction = dict(zip(a.spec.metrics, a.spec.directions)).get(a.x, "min")
+    title = (f"Pareto front: {charts.title_of(a.y)} vs {charts.title_of(a.x)}"
+             + (" (pJ)" if a.x == "energy_pj" else ""))
+    if digital.len():
+        notes.append(f"The dashed vertical rule is the median all-digital energy over {digital.len()} designs "
+                     f"({digital.median():.4g} pJ): the same network with its convolution done digitally "
+                     f"(`energy_all_digital_pj`); each design's own value is in its tooltip.")
+    if counts["complete"] and not len(a.front):
+        notes.append("No complete design has every objective value: there is no front yet.")
+    chart = charts.front_chart(shown, x=a.x, y=a.y, x_direction=x_direction, step=step, tips=tips,
+                               digital_pj=float(digital.median()) if digital.len() else None,
+                               title=title, subtitle=subtitle)
+    return chart, notes
+
+
+def _hypervolume(a: Analysis):
+    if a.reference is None:
+        return None, ["No complete trial with every objective yet: no hypervolume."]
+    total_s = float(a.history["compute_s"].max())
+    unit, scale = ("h", 3600.0) if total_s > 7200 else ("min", 60.0) if total_s > 600 else ("s", 1.0)
+    history = a.history.with_columns((pl.col("compute_s") / scale).alias(f"compute_{unit}"))
+    if len(history) > charts.MAX_POINTS:  # more improvements than Altair embeds: every k-th, and the last
+        every = -(-len(history) // charts.MAX_POINTS) + 1
+        history = pl.concat([history.gather_every(every), history.tail(1)]).unique("trials", maintain_order=True)
+    reference = ", ".join(f"{m} = {v:.4g}" for m, v in a.reference.items())
+    subtitle = [f"Reference point: {reference} (nadir of the complete trials + 10% of their range).",
+                f"Final hypervolume {a.hypervolume:.4g}; trials in finishing order; compute = sum of t_total_s."]
+    chart = charts.hypervolume_chart(history, compute=f"compute_{unit}", units=" × ".join(a.spec.metrics),
+                                     compute_title=f"cumulative trial time ({unit}, sum of t_total_s)",
+                                     title="Hypervolume of the front over the sweep", subtitle=subtitle)
+    return chart, [f"Hypervolume reference point: {reference}."]
+
+
+def _calibration(a: Analysis):
+    points = a.rows.filter((pl.col("status") == "complete") & pl.col("est_accuracy").is_not_null()
+                           & pl.col("accuracy_ideal").is_not_null())
+    _, text = spearman(points["est_accuracy"].to_numpy(), points["accuracy_ideal"].to_numpy())
+    if not len(points):
+        return None, [f"Estimator calibration: {text}."]
+    points = points.with_columns(role=pl.when(pl.col("role") == ROLE_FRONT).then(pl.col("role"))
+                                 .otherwise(pl.lit(ROLE_DOMINATED)))
+    tips = ["trial_id", "est_accuracy", "accuracy_ideal", *a.params]
+    shown = charts.display_sample(points.select("role", *tips), keep=pl.col("role") == ROLE_FRONT)
+    subtitle = ["Pre-training estimate vs trained accuracy (complete trials); dashed: y = x."]
+    if len(shown) < len(points):
+        subtitle.append(f"Showing a seeded sample of {len(shown)} of {len(points)}; ρ uses all.")
+    return charts.calibration_chart(shown, tips=tips, title=f"Estimator calibration: {text}",
+                                    subtitle=subtitle), [f"Estimator calibration: {text}."]
+
+
+def _robustness(a: Analysis):
+    if not len(a.front):
+        return None, ["No front designs yet: no robustness chart."]
+    unit = " pJ" if a.x == "energy_pj" else ""
+    front = a.front.head(MAX_ROBUSTNESS).with_columns(  # sorted by x: designs read along the front
+        design=pl.format("#{} ({}{})", pl.col("trial_index"), pl.col(a.x).round_sig_figs(3), pl.lit(unit)))
+    spreads = {"accuracy_fabricated_raw": "accuracy_fabricated_raw_std",
+               "accuracy_fabricated": "accuracy_fabricated_std"}
+    long = pl.concat([front.select(
+        "design", "trial_id", stage=pl.lit(name), stage_index=pl.lit(i), accuracy=pl.col(column).cast(pl.Float64),
+        std=pl.col(spreads[column]) if column in spreads else pl.lit(None, pl.Float64))
+        for i, (column, name) in enumerate(STAGES)])
+    long = long.filter(pl.col("accuracy").is_not_null()).sort(
+        pl.col("design").cast(pl.Enum(front["design"].unique(maintain_order=True))), "stage_index")
+    subtitle = ["Each front design's accuracy at each stage: ideal simulation → realised masks →",
+                "fabricated (mean of draws, bar ±1 std over draws) → after compensation.",
+                "A stage the sweep did not run (null) is skipped."]
+    if len(a.front) > MAX_ROBUSTNESS:
+        subtitle.append(f"The {MAX_ROBUSTNESS} lowest-{a.x} of {len(a.front)} front designs.")
+    return charts.robustness_chart(long, title="Robustness of the front designs", subtitle=subtitle), []
+
+
+def _parameters(a: Analysis):
+    varied = [p for p in a.params if a.rows[p].drop_nulls().n_unique() > 1]
+    fixed = [p for p in a.params if a.rows[p].drop_nulls().n_unique() == 1]
+    notes = [f"Parameters with a single value (not charted): "
+             + ", ".join(f"{p.removeprefix('param.')} = {a.rows[p].drop_nulls().first()}" for p in fixed)] \
+        if fixed else []
+    rows = a.rows.filter(pl.col("role").is_in([ROLE_FRONT, ROLE_DOMINATED, ROLE_PRUNED])
+                         & pl.any_horizontal(pl.col(m).is_not_null() for m in a.spec.metrics))
+    if not varied or not len(rows):
+        return None, notes + ["No varied parameter with an objective value yet: no parameter chart."]
+    shown = charts.display_sample(rows.select("trial_id", "role", *varied, *a.spec.metrics),
+                                  keep=pl.col("role") == ROLE_FRONT, cap=1500)
+    logs = [f"param.{n}" for n, d in a.spec.space.items() if isinstance(d, (FloatRange, IntRange)) and d.log]
+    ordinal = [p for p in varied if isinstance(a.spec.space.get(p.removeprefix("param.")), Choice)
+               or (a.rows.schema[p].is_integer() and a.rows[p].n_unique() <= 8)]
+    subtitle = ["Every trial with a value of the objective; red: Pareto front, yellow: pruned (energy only)."]
+    if len(shown) < len(rows):
+        subtitle.append(f"Showing a seeded sample of {len(shown)} of {len(rows)} trials (front kept).")
+    return charts.parameter_chart(shown, params=varied, objectives=a.spec.metrics, log_params=logs,
+                                  ordinal_params=ordinal,
+                                  title="Effect of each parameter on the objectives", subtitle=subtitle), notes
+
+
+SECTIONS = (("front", "Pareto front", _front), ("hypervolume", "Hypervolume", _hypervolume),
+            ("calibration", "Estimator calibration", _calibration), ("robustness", "Robustness", _robustness),
+            ("parameters", "Parameters", _parameters))
+
+
+def front_columns(a: Analysis) -> list[str]:
+    """Exported columns of a front design: identity, every parameter, every metric."""
+    return ["trial_id", "trial_index", *a.params, *METRIC_COLUMNS, "seed", "config_hash", "code_version"]
+
+
+def export_front(a: Analysis, folder: Path) -> tuple[Path, Path]:
+    """``front.json`` (objectives, reference point, designs with params and metrics) and ``front.csv``."""
+    designs = [{"trial_id": row["trial_id"], "trial_index": row["trial_index"],
+                "params": {p.removeprefix("param."): row[p] for p in a.params},
+                "metrics": {m: row[m] for m in METRIC_COLUMNS},
+                "provenance": {k: row[k] for k in ("seed", "config_hash", "code_version")}}
+               for row in a.front.iter_rows(named=True)]
+    document = {"sweep": a.spec.name, "generated_unix_s": time.time(),
+                "objectives": [{"metric": m, "direction": d} for m, d in zip(a.spec.metrics, a.spec.directions)],
+                "reference_point": a.reference, "hypervolume": a.hypervolume,
+                "reference_point_is": "in objective units: the complete trials' nadir + 10% of their range "
+                                      "(explore.pareto.reference_point); the hypervolume is measured from it",
+                "trials": {s: a.count(s) for s in ("complete", "pruned", "infeasible", "failed")},
+                "designs": designs}
+    json_path, csv_path = folder / "front.json", folder / "front.csv"
+    _atomic_write(json_path, json.dumps(document, indent=1, allow_nan=False))
+    _atomic_write(csv_path, a.front.select(front_columns(a)).write_csv())
+    return json_path, csv_path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """A browser or script reading the file while the report refreshes never sees half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(folder: str | Path, *, png: bool = True) -> Path:
+    """Write ``report.html``, ``report/*.png``, ``front.json`` and ``front.csv`` into ``folder``
+    (a sweep's ``results/<name>/``); returns the HTML's path."""
+    folder = Path(folder)
+    a = load(folder)
+    built = [(key, heading, *build(a)) for key, heading, build in SECTIONS]
+    images = folder / "report"
+    images.mkdir(exist_ok=True)
+    for key, _, chart, _ in built:
+        target = images / f"{key}.png"
+        if chart is not None and png:
+            chart.save(target, scale_factor=2)
+        else:
+            target.unlink(missing_ok=True)  # an older render must not pass for the current state
+    export_front(a, folder)
+    failed = a.rows.filter(pl.col("status") == "failed")
+    intro = [f"Sweep {a.spec.name!r} on {a.spec.task.dataset}: {len(a.rows)} trials recorded of "
+             f"{a.spec.budget.trials} planned (the report reads the trial table as it is; rerun "
+             f"`python -m explore.report {folder}` to refresh a running sweep). "
+             f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}."]
+    if len(failed):
+        listed = "; ".join(f"{r['trial_id']} ({r['reason'] or 'no reason'})"
+                           for r in failed.head(20).iter_rows(named=True))
+        intro.append(f"{len(failed)} failed trials (not plotted): {listed}" + (" ..." if len(failed) > 20 else ""))
+    sections = [page.Section(key, heading, chart.to_dict() if chart is not None else None, tuple(notes))
+                for key, heading, chart, notes in built]
+    shown = [c for c in ["trial_id", *a.spec.metrics, *(s for s, _ in STAGES), "accuracy_fabricated_std",
+                         "est_accuracy", "energy_pj", "energy_all_digital_pj", *a.params] if c in a.front.columns]
+    table = page.table(a.front, list(dict.fromkeys(shown)), {p: p.removeprefix("param.") for p in a.params})
+    table_notes = [f"{len(a.front)} non-dominated complete designs, sorted by {a.x}; click a header to sort. "
+                   f"Every parameter and metric of each is in front.json and front.csv beside this file."]
+    path = folder / "report.html"
+    _atomic_write(path, page.render(f"Sweep report: {a.spec.name}", intro, sections, table, table_notes))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m explore.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="a sweep's results folder, e.g. results/tiny")
+    parser.add_argument("--no-png", action="store_true", help="skip the PNG renders (faster)")
+    args = parser.parse_args(argv)
+    if not (args.folder / "sweep.yaml").is_file():
+        print(f"{args.folder}: no sweep.yaml; pass a sweep's results folder, e.g. results/tiny", file=sys.stderr)
+        return 2
+    path = write_report(args.folder, png=not args.no_png)
+    print(path)
+    for extra in (args.folder / "front.json", args.folder / "front.csv",
+                  *sorted((args.folder / "report").glob("*.png"))):
+        print(extra)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
