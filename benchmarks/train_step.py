@@ -20,24 +20,28 @@ from explore.systems import build_student, load_system
 from onn.train import TrainConfig, _loss_terms
 
 
-def step_seconds(system: str, method: str, repeats: int, batch: int) -> float:
+def step_seconds(system: str, methods: list[str], repeats: int, batch: int) -> dict[str, float]:
+    """Median step time per method; methods take turns (round-robin) so that each ratio is
+    measured under the same background load."""
     spec, data, teacher = load_system(system)
-    model = build_student(spec.design, data, seed=0)
     x, y = data.train.tensors[0][:batch], data.train.tensors[1][:batch]
-    names = [n for n, _ in model.named_parameters()]
-    optimiser = torch.optim.AdamW(model.parameters(), 1e-3)
+    runs = {}
+    for method in methods:
+        model = build_student(spec.design, data, seed=0)
+        runs[method] = (model, [n for n, _ in model.named_parameters()],
+                        torch.optim.AdamW(model.parameters(), 1e-3), TrainConfig(method=method))
     generator = torch.Generator().manual_seed(0)
-    config = TrainConfig(method=method)
-    times = []
-    for _ in range(repeats + 1):  # the first step warms up allocators and oneDNN kernels
-        start = time.perf_counter()
-        terms = _loss_terms(model, teacher, x, y, data.task, config, generator, generator, names)
-        loss = sum(weight * value for weight, value in terms.values())
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for _ in range(repeats + 1):  # the first round warms up allocators and oneDNN kernels
+        for method, (model, names, optimiser, config) in runs.items():
+            start = time.perf_counter()
+            terms = _loss_terms(model, teacher, x, y, data.task, config, generator, generator, names)
+            loss = sum(weight * value for weight, value in terms.values())
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            times[method].append(time.perf_counter() - start)
+    return {m: statistics.median(t[1:]) for m, t in times.items()}
 
 
 def main() -> None:
@@ -51,10 +55,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     malloc = "on" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "off"
     print(f"{args.system}, batch {args.batch}, {args.threads} thread(s), malloc env {malloc}")
-    base = None
-    for method in args.methods:
-        seconds = step_seconds(args.system, method, args.repeats, args.batch)
-        base = base or seconds
+    medians = step_seconds(args.system, args.methods, args.repeats, args.batch)
+    base = medians[args.methods[0]]
+    for method, seconds in medians.items():
         print(f"  {method:>5}: {seconds * 1e3:8.1f} ms/step  ({seconds / base:.2f}x the {args.methods[0]} step)")
 
 
