@@ -1,0 +1,111 @@
+"""``python -m explore.sweep SPEC [key.path=value ...]``: run a design-space sweep.
+
+Ray Tune schedules trials, Optuna (Ray's `OptunaSearch`, multi-objective TPE) proposes design
+points, `explore.trial` runs each one's stages, and the driver writes one Parquet row per trial to
+``<output>/<name>/trials/``. Local Ray by default (bound to 127.0.0.1); ``--address`` or
+``RAY_ADDRESS`` runs the same file on a cluster. Nothing assumes a shared filesystem: the teacher's
+weights travel through Ray's object store and rows come back to the driver in the trial results.
+
+Ctrl-C stops cleanly; ``--resume`` continues the same sweep (Tune's experiment state and the
+searcher's study are restored; rows already written are kept, none is written twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from explore.runtime import ensure_malloc_env
+from explore.spec import METRICS, PARAMETERS, SpecError, SweepSpec, load_spec, spec_to_yaml
+
+def tune_space(spec: SweepSpec) -> dict[str, Any]:
+    """The one converter from the sweep file's space to Ray Tune domains."""
+    from ray import tune
+
+    from explore.spec import Choice, FloatRange, IntRange
+
+    space = {}
+    for name, domain in spec.space.items():
+        match domain:
+            case FloatRange(low=low, high=high, log=log):
+                space[name] = tune.loguniform(low, high) if log else tune.uniform(low, high)
+            case IntRange(low=low, high=high, step=step, log=log):
+                space[name] = tune.lograndint(low, high + 1) if log else tune.qrandint(low, high, step)
+            case Choice(values=values):
+                space[name] = tune.choice(values)
+    return space
+
+
+def planned(spec: SweepSpec) -> str:
+    lines = [f"sweep {spec.name!r}: {spec.budget.trials} trials, {spec.budget.concurrency} at a time, "
+             f"{spec.budget.cpus_per_trial:g} CPU each, seed {spec.seed}",
+             f"task: {spec.task.dataset} (teacher {spec.task.teacher or 'default'})",
+             "objectives: " + ", ".join(f"{o.direction} {o.metric} ({METRICS[o.metric]})" for o in spec.objectives),
+             "space:"]
+    for name, domain in spec.space.items():
+        lines.append(f"  {name:22s} {domain.model_dump(exclude={'type'})}  # {PARAMETERS[name]}")
+    if spec.fixed:
+        lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in spec.fixed.items()))
+    gate = spec.gate
+    lines.append(f"gate: {'on' if gate.enabled else 'off'} (estimate >= {gate.min_accuracy}, dominated margin "
+                 f"{gate.dominated_margin}, estimator on {gate.n_train} samples)")
+    fab = spec.fabrication
+    lines.append(f"fabrication: {'on' if fab.enabled else 'off'} ({fab.draws} draws, {fab.level} level, "
+                 f"compensation {fab.compensation} on {fab.compensation_fraction:.0%} of train)")
+    lines.append(f"output: {results_dir(spec)}")
+    return "\n".join(lines)
+
+
+def results_dir(spec: SweepSpec) -> Path:
+    return Path(spec.output).resolve() / spec.name
+
+
+def code_version() -> str:
+    import onn
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{onn.__version__}+{sha}" if sha else onn.__version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m explore.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("spec", help="sweep file, e.g. sweeps/poly.yaml")
+    parser.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. budget.trials=4")
+    parser.add_argument("--num-samples", type=int, help="trials to run (overrides budget.trials)")
+    parser.add_argument("--concurrency", type=int, help="trials at a time (overrides budget.concurrency)")
+    parser.add_argument("--output", help="results root (overrides output)")
+    parser.add_argument("--dry-run", action="store_true", help="validate, print the plan and exit")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same file")
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)")
+    parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after the flags
+    overrides = list(args.overrides)
+    for flag, key in ((args.num_samples, "budget.trials"), (args.concurrency, "budget.concurrency"),
+                      (args.output, "output")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    try:
+        spec = load_spec(args.spec, overrides)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(planned(spec), flush=True)
+    if args.dry_run:
+        return 0
+    ensure_malloc_env()
+    from explore.driver import run_sweep  # Ray is imported only when a sweep really runs
+
+    return run_sweep(spec, resume=args.resume, address=args.address, report=not args.no_report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

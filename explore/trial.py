@@ -1,0 +1,216 @@
+"""One sweep trial, staged: validity -> estimate -> gate -> train -> realise -> fabricate ->
+compensate. Plain functions on `onn`; no Ray here (`explore.sweep` schedules this).
+
+Every stage is timed; the trial stops at the first stage that rules the design out and says why:
+
+- ``infeasible``: the design cannot be built or simulated (`onn.optics.InfeasibleDesign`);
+- ``pruned``: the estimator gate predicts it cannot reach the sweep's bar;
+- ``failed``: training diverged (`onn.train.NonFiniteLoss`). Unexpected exceptions propagate, so
+  the scheduler can retry the trial before recording it as failed.
+
+Only a ``complete`` trial reports objective values; the others report NaN objectives, which the
+searcher tells Optuna as pruned (`explore.sweep.StagedOptunaSearch`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from explore.point import DesignPoint
+from explore.spec import SweepSpec
+from onn.data import TaskData
+from onn.design import Design
+from onn.energy import EnergyConstants, digital_conv_energy, hybrid_energy
+from onn.estimator import estimate_accuracy
+from onn.fabrication import KernelErrors, PhysicalErrors, default_kernel_errors, freeze_realised, realise
+from onn.models import HybridONN, build_hybrid
+from onn.optics.validity import InfeasibleDesign
+from onn.robustness import compensate, draw_generator, make_draw, robustness
+from onn.train import NonFiniteLoss, evaluate, fit, headline
+
+# Test hook for the fault-tolerance tests: "<kind>:<trial_index>" with kind raise | nan | die.
+FAULT_ENV = "EXPLORE_INJECT_FAULT"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    spec: SweepSpec
+    data: TaskData
+    teacher: torch.nn.Module | None
+    energy: EnergyConstants
+    front: np.ndarray | None = None  # (n, 2) trained (accuracy, energy_pj) points, for the gate
+    device: str = "cpu"
+    log: Callable[[str], None] | None = None
+
+
+class StageClock:
+    """Records ``t_<stage>_s`` and the last stage reached."""
+
+    def __init__(self):
+        self.metrics: dict[str, Any] = {}
+        self.stage = "validity"
+        self._start = time.perf_counter()
+
+    def run(self, stage: str, fn: Callable[[], Any]) -> Any:
+        self.stage = stage
+        begin = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.metrics[f"t_{stage}_s"] = time.perf_counter() - begin
+
+    def finish(self, status: str, reason: str = "") -> dict[str, Any]:
+        return {**self.metrics, "status": status, "reason": reason, "stage": self.stage,
+                "t_total_s": time.perf_counter() - self._start}
+
+
+def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) -> dict[str, Any]:
+    """Run every stage for one design point; returns the row's metric columns."""
+    clock = StageClock()
+    spec, data = ctx.spec, ctx.data
+    fault = _injected_fault(trial_index)
+    try:
+        model = clock.run("validity", lambda: build_hybrid(point.design, in_channels=data.channels,
+                                                           image_size=data.image_size, n_outputs=data.n_classes,
+                                                           seed=point.train.seed))
+    except InfeasibleDesign as exc:
+        return clock.finish("infeasible", str(exc))
+    clock.metrics.update(_describe(point.design, model))
+
+    clock.run("estimate", lambda: clock.metrics.update(_estimate(point, model, ctx)))
+    reason = clock.run("gate", lambda: _gate(clock.metrics, ctx))
+    if reason:
+        return clock.finish("pruned", reason)
+
+    if fault == "raise":
+        raise RuntimeError(f"{FAULT_ENV}: injected failure in trial {trial_index}")
+    if fault == "die":
+        os._exit(1)  # the worker process dies mid-trial, as on a lost node
+    train_config = point.train
+    if fault == "nan":
+        train_config = dataclasses.replace(train_config, lr=1e12)
+    try:
+        result = clock.run("train", lambda: fit(model, data.train, task=data.task, config=train_config,
+                                                 evaluate_on={"val": data.val, "test": data.test},
+                                                 teacher=ctx.teacher, device=ctx.device, log=ctx.log,
+                                                 label=f"trial {trial_index}"))
+    except NonFiniteLoss as exc:
+        return clock.finish("failed", str(exc))
+    clock.metrics.update(accuracy_ideal=result.test_metric, accuracy_val=result.val_metric,
+                         train_s=result.seconds, train_steps=result.steps)
+
+    system = model
+    if spec.realisation.enabled:
+        system = clock.run("realise", lambda: _realise(model, point.design, ctx, clock.metrics))
+    clock.run("fabricate", lambda: clock.metrics.update(_fabricate(system, point, ctx)))
+    clock.run("compensate", lambda: clock.metrics.update(_compensate(system, point, ctx)))
+    return clock.finish("complete")
+
+
+def _describe(design: Design, model: HybridONN) -> dict[str, Any]:
+    return {"n_kernels": design.kernels(), "colours": design.colours, "n_suboptics": design.layout().n_suboptics,
+            "pitch_um": design.geometry().pitch_m * 1e6, "hidden": "x".join(map(str, design.hidden)),
+            "n_params": sum(p.numel() for p in model.parameters())}
+
+
+def _estimate(point: DesignPoint, model: HybridONN, ctx: TrialContext) -> dict[str, Any]:
+    energy = hybrid_energy(model, constants=ctx.energy)
+    digital = digital_conv_energy(model, constants=ctx.energy)
+    gate = ctx.spec.gate
+    estimate = estimate_accuracy(point.design, ctx.data, n_train=min(gate.n_train, len(ctx.data.train)),
+                                 n_test=min(gate.n_test, len(ctx.data.test)), n_frontends=gate.n_frontends,
+                                 seed=ctx.spec.seed, ceiling=False, device=ctx.device)
+    return {"est_accuracy": estimate.design, "energy_pj": energy.total_pj, "energy_capture_pj": energy.capture_pj,
+            "energy_readout_pj": energy.readout_pj, "energy_adc_pj": energy.adc_pj,
+            "energy_digital_mac_pj": energy.digital_mac_pj, "energy_digital_add_pj": energy.digital_add_pj,
+            "energy_all_digital_pj": digital.total_pj, "macs": energy.digital_macs, "pixels_read": energy.pixels_read}
+
+
+def _gate(metrics: dict[str, Any], ctx: TrialContext) -> str:
+    """Why the design is pruned, or "" to go on."""
+    gate = ctx.spec.gate
+    if not gate.enabled:
+        return ""
+    estimate = metrics["est_accuracy"]
+    if estimate < gate.min_accuracy:
+        return f"estimated accuracy {estimate:.3f} < gate.min_accuracy {gate.min_accuracy}"
+    if ctx.front is not None and len(ctx.front):
+        accuracy, energy = ctx.front[:, 0], ctx.front[:, 1]
+        better = (accuracy >= estimate + gate.dominated_margin) & (energy <= metrics["energy_pj"])
+        if better.any():
+            i = int(np.flatnonzero(better)[0])
+            return (f"dominated: a trained design reached {accuracy[i]:.3f} at {energy[i]:.3g} pJ, this one is estimated "
+                    f"at {estimate:.3f} (margin {gate.dominated_margin}) for {metrics['energy_pj']:.3g} pJ")
+    return ""
+
+
+def _realise(model: HybridONN, design: Design, ctx: TrialContext, metrics: dict[str, Any]) -> HybridONN:
+    """Inverse-design the trained kernels at the design's mask resolution; the realised system
+    (ideal physics, no fabrication error) replaces the kernel-level one from here on."""
+    if len(model.optics) != 1:
+        return model  # multi-scale (segmentation) realisation is not wired into the sweep yet
+    geometry = design.geometry()
+    result = realise(model, geometry, steps=ctx.spec.realisation.steps,
+                     generator=torch.Generator().manual_seed(ctx.spec.seed))
+    realised = freeze_realised(model, result, geometry)
+    metrics.update(realised_kernel_error=statistics.fmean(result.kernel_error),
+                   realised_design_error=statistics.fmean(result.design_error),
+                   accuracy_realised=headline(evaluate(realised, ctx.data.test, ctx.data.task, device=ctx.device)))
+    return realised
+
+
+def _errors(point: DesignPoint, ctx: TrialContext) -> KernelErrors:
+    fab = ctx.spec.fabrication
+    if fab.level == "physical":
+        raise NotImplementedError("fabrication.level: physical is not wired into the sweep yet; use kernel")
+    base = default_kernel_errors(point.design.colours)
+    return dataclasses.replace(base, **fab.errors) if fab.errors else base
+
+
+def _fabricate(system: HybridONN, point: DesignPoint, ctx: TrialContext) -> dict[str, Any]:
+    fab = ctx.spec.fabrication
+    if not fab.enabled:
+        return {}
+    check = robustness(system, ctx.data.test, ctx.data.task, _errors(point, ctx), fab.draws, ctx.spec.seed,
+                       device=ctx.device)
+    return {"accuracy_fabricated_raw": check.mean, "accuracy_fabricated_raw_std": check.std,
+            "accuracy_fabricated_raw_p5": check.p5, "accuracy_fabricated": check.mean,
+            "accuracy_fabricated_std": check.std, "accuracy_fabricated_p5": check.p5}
+
+
+def _compensate(system: HybridONN, point: DesignPoint, ctx: TrialContext) -> dict[str, Any]:
+    """Fine-tune the backend of each fabricated draw (optics frozen) on a fraction of the
+    training split; the compensated accuracies replace the raw ones as ``accuracy_fabricated``."""
+    fab = ctx.spec.fabrication
+    if not fab.enabled or fab.compensation == "none":
+        return {}
+    method = {"task": "none", "ntkd": "ntkd"}[fab.compensation]
+    config = dataclasses.replace(point.train, epochs=fab.compensation_epochs)
+    errors = _errors(point, ctx)
+    accuracies = []
+    for draw in range(fab.draws):
+        made = make_draw(system, errors, draw_generator(ctx.spec.seed, draw))
+        result = compensate(made, ctx.data.train, ctx.data.task, teacher=ctx.teacher, method=method,
+                            fraction=fab.compensation_fraction, config=config, seed=ctx.spec.seed + draw,
+                            evaluate_on={"test": ctx.data.test}, device=ctx.device)
+        accuracies.append(dict(result.after)["test"])
+    return {"accuracy_fabricated": statistics.fmean(accuracies),
+            "accuracy_fabricated_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+            "accuracy_fabricated_p5": float(np.percentile(accuracies, 5))}
+
+
+def _injected_fault(trial_index: int) -> str | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    for item in filter(None, spec.split(",")):
+        kind, _, index = item.partition(":")
+        if index and int(index) == trial_index:
+            return kind
+    return None
