@@ -2,7 +2,8 @@
 
 The one converter from the flat parameter names of a sweep file (`explore.spec.PARAMETERS`) to the
 objects `onn` works with. Values the sweep does not set come from the task's preset (mono for grey
-data, poly for colour), so a small sweep file stays small.
+data, poly for colour), so a small sweep file stays small; the exception is the kernel count, which
+follows the layout (every signed kernel the aperture holds) unless ``n_kernels`` is set.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def design_point(params: dict[str, Any], *, base: Design, training: dict[str, An
     hardware = {k: v for k, v in params.items() if not k.startswith("train.")}
     train_knobs = {k.removeprefix("train."): v for k, v in params.items() if k.startswith("train.")}
     changes = {k: v for k, v in hardware.items() if k not in SENSOR_KEYS | BACKEND_KEYS}
+    # Presets pin their kernel count; in a sweep the aperture decides it (all the layout holds)
+    # unless the sweep file sets n_kernels itself.
+    changes.setdefault("n_kernels", None)
     if "mask_res" in changes:
         changes["mask_res"] = int(changes["mask_res"])
     if SENSOR_KEYS & hardware.keys():

@@ -105,3 +105,12 @@ def test_design_point_maps_parameters_onto_the_preset():
     again = design_point({"train.ntk_beta": 2.0, "backend_width": 64, "aperture_mm": 3.0, "backend_depth": 2,
                           "read_noise_fs": 0.02}, base=base, training={"epochs": 1}, seed=5)
     assert point.config_hash == again.config_hash
+
+
+def test_the_aperture_sets_the_kernel_count_unless_the_sweep_fixes_it():
+    base = base_design(channels=1, task="classify")  # the mono preset pins 8 kernels
+    small = design_point({"aperture_mm": 1.0, "suboptic_mm": 0.4}, base=base, training={}, seed=0).design
+    large = design_point({"aperture_mm": 3.0, "suboptic_mm": 0.4}, base=base, training={}, seed=0).design
+    assert (small.kernels(), large.kernels()) == (2, 18)  # 2x2 and 6x6 sub-optics
+    fixed = design_point({"aperture_mm": 3.0, "n_kernels": 4}, base=base, training={}, seed=0).design
+    assert fixed.kernels() == 4
