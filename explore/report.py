@@ -145,7 +145,7 @@ def _robustness(a: Analysis):
 def _parameters(a: Analysis):
     varied = [p for p in a.params if a.rows[p].drop_nulls().n_unique() > 1]
     fixed = [p for p in a.params if a.rows[p].drop_nulls().n_unique() == 1]
-    notes = [f"Parameters with a single value (not charted): "
+    notes = ["Parameters with a single value (not charted): "
              + ", ".join(f"{p.removeprefix('param.')} = {a.rows[p].drop_nulls().first()}" for p in fixed)] \
         if fixed else []
     rows = a.rows.filter(pl.col("role").is_in([ROLE_FRONT, ROLE_DOMINATED, ROLE_PRUNED])

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from explore.runtime import ensure_malloc_env
-from explore.spec import METRICS, PARAMETERS, SpecError, SweepSpec, load_spec, spec_to_yaml
+from explore.spec import METRICS, PARAMETERS, SpecError, SweepSpec, load_spec
 
 def tune_space(spec: SweepSpec) -> dict[str, Any]:
     """The one converter from the sweep file's space to Ray Tune domains."""

@@ -30,7 +30,7 @@ from onn.data import TaskData
 from onn.design import Design
 from onn.energy import EnergyConstants, digital_conv_energy, hybrid_energy
 from onn.estimator import estimate_accuracy
-from onn.fabrication import KernelErrors, PhysicalErrors, default_kernel_errors, freeze_realised, realise
+from onn.fabrication import KernelErrors, default_kernel_errors, freeze_realised, realise
 from onn.models import HybridONN, build_hybrid
 from onn.optics.validity import InfeasibleDesign
 from onn.robustness import compensate, draw_generator, make_draw, robustness

@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import polars as pl
-import torch
 
 from explore.point import design_point
-from explore.runtime import ensure_malloc_env
+from explore.experiments.common import add_run_arguments, parse_and_start
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.train import TrainConfig, fit
 
@@ -92,13 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="design changes to every preset, e.g. n_kernels=2 read_noise_fs=0.05")
     parser.add_argument("--root", default=None, help="local dataset folder (e.g. for cifar10)")
-    parser.add_argument("--out", type=Path, default=Path("results/table3"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    ensure_malloc_env()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_run_arguments(parser, "results/table3")
+    args = parse_and_start(parser, argv)
     config = TrainConfig(epochs=args.epochs, ntk_beta=args.ntk_beta, ntk_mode=args.ntk_mode, log_every_s=60)
     start = time.perf_counter()
     import yaml

@@ -36,7 +36,7 @@ import polars as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from explore.runtime import ensure_malloc_env
+from explore.experiments.common import add_run_arguments, parse_and_start
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
@@ -304,13 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test images only")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets everywhere, minutes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("results/table4"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    ensure_malloc_env()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_run_arguments(parser, "results/table4")
+    args = parse_and_start(parser, argv)
     try:
         mask_res = {k: int(v) for k, v in (item.split("=") for item in args.mask_res)}
     except ValueError:

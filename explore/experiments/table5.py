@@ -37,7 +37,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from explore.runtime import ensure_malloc_env
+from explore.experiments.common import add_run_arguments, parse_and_start
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.data import TaskData, load_dataset
 from onn.design import Design
@@ -248,13 +248,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="smoke run: 8/32 kernels, 0.02 epochs, 300-sample estimator, 4 calibration designs; "
                              "then time a few steps of the full runs and print their projected wall time")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("results/table5"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    ensure_malloc_env()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_run_arguments(parser, "results/table5")
+    args = parse_and_start(parser, argv)
     kernels, n_train, n_test = args.kernels, args.n_train, args.n_test
     epochs, calibration_epochs = args.epochs, args.calibration_epochs
     if args.quick:
