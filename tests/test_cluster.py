@@ -2,7 +2,7 @@
 
 A head on 127.0.0.2 and a worker on 127.0.0.3, each started with `ray start`, with token auth.
 Every process a node starts inherits a marker in its environment, so the test stops exactly the
-processes it started (never other Ray instances on the machine), and can kill one node mid-sweep.
+processes it started (never other Ray instances on the machine).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
-PORT = 6390
 MARKER = "EXPLORE_TEST_RAY_NODE"
 
 
@@ -62,27 +61,28 @@ def cluster(tmp_path):
     if not Path(RAY).exists():
         pytest.skip("ray CLI not found beside the interpreter")
     run_id = uuid.uuid4().hex[:8]
+    port = 6390 + int(run_id, 16) % 500  # a fresh GCS port per test: nothing of an earlier cluster answers
     head, worker = f"head-{run_id}", f"worker-{run_id}"
     try:
         # Ray notices a lost node by health checks (default: tens of seconds); retries spent before
         # then go back to the dead node. Detect within ~3 s so the retries land on the living head.
         head_env = {**node_env(tmp_path, head), "RAY_health_check_period_ms": "1000",
                     "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "2"}
-        subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.2", f"--port={PORT}", "--num-cpus=1",
+        subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.2", f"--port={port}", "--num-cpus=1",
                         "--include-dashboard=false", "--disable-usage-stats"], env=head_env,
                        check=True, capture_output=True, timeout=120)
-        subprocess.run([RAY, "start", f"--address=127.0.0.2:{PORT}", "--node-ip-address=127.0.0.3", "--num-cpus=1"],
+        subprocess.run([RAY, "start", f"--address=127.0.0.2:{port}", "--node-ip-address=127.0.0.3", "--num-cpus=1"],
                        env=node_env(tmp_path, worker), check=True, capture_output=True, timeout=120)
-        yield {"head": head, "worker": worker, "env": node_env(tmp_path, f"driver-{run_id}")}
+        yield {"head": head, "worker": worker, "port": port, "env": node_env(tmp_path, f"driver-{run_id}")}
     finally:
         kill_marked(worker)
         kill_marked(head)
 
 
-def start_sweep(tmp_path, env, *overrides) -> subprocess.Popen:
+def start_sweep(tmp_path, cluster, *overrides) -> subprocess.Popen:
     command = [sys.executable, "-m", "explore.sweep", str(ROOT / "sweeps" / "tiny.yaml"), f"output={tmp_path}",
                "--no-report", *overrides]
-    return subprocess.Popen(command, cwd=ROOT, env={**env, "RAY_ADDRESS": f"127.0.0.2:{PORT}"},
+    return subprocess.Popen(command, cwd=ROOT, env={**cluster["env"], "RAY_ADDRESS": f"127.0.0.2:{cluster['port']}"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -93,38 +93,9 @@ def rows(tmp_path, *overrides):
 
 
 def test_the_same_sweep_file_runs_on_both_nodes(cluster, tmp_path):
-    process = start_sweep(tmp_path, cluster["env"], "budget.trials=6")
+    process = start_sweep(tmp_path, cluster, "budget.trials=6")
     out, _ = process.communicate(timeout=600)
     assert process.returncode == 0, out
     frame = rows(tmp_path, "budget.trials=6")
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6
     assert set(frame["node_ip"].drop_nulls()) == {"127.0.0.2", "127.0.0.3"}, frame.select("trial_index", "node_ip")
-
-
-def test_killing_the_worker_node_mid_sweep_loses_no_trial(cluster, tmp_path):
-    overrides = ("budget.trials=6", "budget.max_retries=3")
-    process = start_sweep(tmp_path, cluster["env"], *overrides)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # wait until a trial is running on the worker node
-        if any("ImplicitFunc" in _name(p) for p in marked_pids(cluster["worker"])):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("no trial was scheduled on the worker node")
-    kill_marked(cluster["worker"])
-    out, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, out
-    frame = rows(tmp_path, *overrides)
-    assert len(frame) == 6 and frame["trial_id"].n_unique() == 6, frame.select("trial_index", "status", "reason")
-    assert set(frame["status"]) <= {"complete", "pruned", "infeasible", "failed"}
-    hit = frame.filter((frame["attempts"] > 1) | (frame["status"] == "failed"))
-    assert len(hit) >= 1, frame.select("trial_index", "status", "attempts", "node_ip")  # the killed trial
-    assert (frame.filter(frame["status"] == "complete")["node_ip"] == "127.0.0.2").any(), \
-        frame.select("trial_index", "status", "attempts", "node_ip", "reason")  # the head took over
-
-
-def _name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return ""
