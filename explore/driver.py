@@ -214,8 +214,10 @@ def _init_ray(address: str | None) -> None:
     else:
         # Keep a local Ray on loopback (ENVIRONMENT.md): it otherwise binds the external interface.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env={"env_vars": env},
-                 log_to_driver=True)
+        # address="local": always a new local instance; a bare ray.init() would attach to any cluster
+        # `ray start` left recorded on this machine (even a dead one, and then hang).
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 runtime_env={"env_vars": env}, log_to_driver=True)
 
 
 def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name: str) -> None:
