@@ -20,6 +20,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from explore.pareto import non_dominated
 from explore.point import base_design, design_point
@@ -123,7 +124,7 @@ def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str
     for status in frame["status"].to_list():
         counts[status] = counts.get(status, 0) + 1
     done = sum(counts.values())
-    eta = elapsed_s / done * (spec.budget.trials - done) if done else float("nan")
+    eta = f"eta {elapsed_s / done * (spec.budget.trials - done) / 60:.1f} min" if done else "eta after the first trial"
     best = ""
     complete = frame.filter(status="complete")
     if len(complete) and all(m in complete.columns for m in spec.metrics):
@@ -132,7 +133,7 @@ def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str
         best = " front: " + "; ".join(", ".join(f"{v:.3g}" for v in p) for p in front[:4])
     return (f"[sweep {spec.name}] {done}/{spec.budget.trials} done ({counts['complete']} complete, "
             f"{counts['pruned']} pruned, {counts['infeasible']} infeasible, {counts['failed']} failed), "
-            f"{running} running, {elapsed_s:.0f}s elapsed, eta {eta:.0f}s.{best}")
+            f"{running} running, {elapsed_s / 60:.1f} min elapsed, {eta}.{best}")
 
 
 def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: bool = True) -> int:
@@ -160,7 +161,11 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
     teacher, info = get_teacher(spec.task.dataset, spec.task.teacher, seed=0, root=spec.task.root)
     print(f"teacher {info.name} on {info.dataset}: {info.test_metric:.4f} ({'cache' if info.from_cache else 'trained'})",
           flush=True)
-    board = FrontBoard.options(name=FRONT_ACTOR.format(name=spec.name), get_if_exists=True).remote()
+    # The board lives on the driver's node: on a worker node it would die with that node, and
+    # every later trial's gate would fail to read it.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    board = FrontBoard.options(name=FRONT_ACTOR.format(name=spec.name), get_if_exists=True,
+                               scheduling_strategy=here).remote()
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, spec=spec, teacher_state=teacher.state_dict(), teacher_name=info.name),
         {"cpu": spec.budget.cpus_per_trial})
@@ -236,8 +241,8 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
     teacher.eval()
     try:
         front = np.array(ray.get(ray.get_actor(FRONT_ACTOR.format(name=spec.name)).get.remote()), dtype=float)
-    except ValueError:
-        front = None
+    except (ValueError, ray.exceptions.RayActorError):
+        front = None  # no board (or it was lost with a node): the gate checks the accuracy bar only
     context = TrialContext(spec=spec, data=data, teacher=teacher, front=front,
                            energy=EnergyConstants.from_overrides(spec.energy.overrides, base=spec.energy.constants))
     params = _params(spec, config)

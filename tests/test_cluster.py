@@ -99,3 +99,32 @@ def test_the_same_sweep_file_runs_on_both_nodes(cluster, tmp_path):
     frame = rows(tmp_path, "budget.trials=6")
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6
     assert set(frame["node_ip"].drop_nulls()) == {"127.0.0.2", "127.0.0.3"}, frame.select("trial_index", "node_ip")
+
+
+def test_killing_the_worker_node_mid_sweep_loses_no_trial(cluster, tmp_path):
+    overrides = ("budget.trials=6", "budget.max_retries=3")
+    process = start_sweep(tmp_path, cluster, *overrides)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until a trial is running on the worker node
+        if any("ImplicitFunc" in _name(p) for p in marked_pids(cluster["worker"])):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no trial was scheduled on the worker node")
+    kill_marked(cluster["worker"])
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out
+    frame = rows(tmp_path, *overrides)
+    assert len(frame) == 6 and frame["trial_id"].n_unique() == 6, frame.select("trial_index", "status", "reason")
+    assert set(frame["status"]) <= {"complete", "pruned", "infeasible", "failed"}
+    hit = frame.filter((frame["attempts"] > 1) | (frame["status"] == "failed"))
+    assert len(hit) >= 1, frame.select("trial_index", "status", "attempts", "node_ip")  # the killed trial
+    assert (frame.filter(frame["status"] == "complete")["node_ip"] == "127.0.0.2").any(), \
+        frame.select("trial_index", "status", "attempts", "node_ip", "reason")  # the head took over
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""

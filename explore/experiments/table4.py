@@ -13,8 +13,9 @@ per draw and method) and ``<out>/table4.md``.
 
 ``--sweep-magnitude``: accuracy vs error magnitude, ideal -> severe, for both systems:
 kernel-level errors at ``--scales`` x the defaults, and physical pillar-width errors of
-``--scales`` x ``--width-sigma-nm`` on the inverse-designed (realised) system, the same width error
-for mono and poly (paper: the polychromatic system degrades more). Writes
+``--scales`` x ``--width-sigma-nm`` (random, per design sample) and a systematic over-etch of
+``--scales`` x ``--width-bias-nm`` (every pillar) on the inverse-designed (realised) system, the same
+width errors for mono and poly (paper: the polychromatic system degrades more). Writes
 ``<out>/table4_magnitude.parquet``, ``.md`` and a ``.png`` chart.
 
 Paper (Xiang et al. 2025, Table 4), fabricated hardware: MNIST 89.2 / 93.2 / 95.1 %,
@@ -62,6 +63,7 @@ class Settings:
     fraction: float
     scales: tuple[float, ...]
     width_sigma_nm: float
+    width_bias_nm: float
     design_steps: int
     design_chunk: int
     mask_res: dict[str, int]
@@ -182,8 +184,9 @@ def run_sweep(s: Settings, out: Path, device: str, physical: bool, timings: dict
 
 def physical_curve(name, system, data, teacher, model, test, s: Settings, device: str, timing: dict) -> list[dict]:
     """Realise the trained kernels by inverse design, retrain the backend on the realised PSFs,
-    then Monte Carlo over pillar-width errors of ``scales x width_sigma_nm`` (no misalignment:
-    the width error alone)."""
+    then Monte Carlo over pillar-width errors: random ``scales x width_sigma_nm`` per design
+    sample, and a systematic ``scales x width_bias_nm`` on every pillar (no misalignment: the width
+    error alone)."""
     design = system.design.with_(mask_res=s.mask_res.get(name, system.design.mask_res))
     design.check(image_size=data.image_size)  # InfeasibleDesign says which mask_res would do
     geometry = design.geometry()
@@ -200,23 +203,30 @@ def physical_curve(name, system, data, teacher, model, test, s: Settings, device
     print(f"{name} realised at mask_res {design.mask_res}: kernel error {statistics.fmean(result.kernel_error):.3f}, "
           f"accuracy {100 * as_designed:.2f} % as designed, after backend retraining "
           f"{100 * headline(evaluate(realised, test, data.task, device=device)):.2f} %", flush=True)
+    kinds = {"width σ": lambda scale: PhysicalErrors(width_sigma_nm=scale * s.width_sigma_nm, misalignment_px=0.0),
+             "width bias": lambda scale: PhysicalErrors(width_sigma_nm=0.0, width_bias_nm=scale * s.width_bias_nm,
+                                                        misalignment_px=0.0)}
     rows = []
-    for scale in s.scales:
-        errors = PhysicalErrors(width_sigma_nm=scale * s.width_sigma_nm, misalignment_px=0.0)
-        check = robustness(realised, test, data.task, errors, s.draws, s.seed, device=device, design=result,
-                           geometry=geometry, chunk=s.design_chunk)
-        row = _sweep_row(name, data.name, "physical", scale, errors.width_sigma_nm, check)
-        rows.append({**row, "mask_res": design.mask_res, "kernel_error": statistics.fmean(result.kernel_error),
-                     "accuracy_as_designed_pct": 100 * as_designed})
-        eval_s = timing["eval_s_per_image"] * len(test)
-        timing["physical_draw_s"] = max(0.0, (check.seconds - (s.draws + 1) * eval_s) / s.draws)
-        print(f"{name} width σ {errors.width_sigma_nm:g} nm: {100 * check.mean:.2f} ± {100 * check.std:.2f} % "
-              f"(ideal {100 * check.ideal:.2f} %, {check.seconds:.0f} s)", flush=True)
+    for kind, make in kinds.items():
+        for scale in s.scales:
+            errors = make(scale)
+            check = robustness(realised, test, data.task, errors, s.draws, s.seed, device=device, design=result,
+                               geometry=geometry, chunk=s.design_chunk)
+            magnitude = errors.width_sigma_nm if kind == "width σ" else errors.width_bias_nm
+            row = _sweep_row(name, data.name, "physical", scale, magnitude, check)
+            rows.append({**row, "error": kind, "mask_res": design.mask_res,
+                         "kernel_error": statistics.fmean(result.kernel_error),
+                         "accuracy_as_designed_pct": 100 * as_designed})
+            eval_s = timing["eval_s_per_image"] * len(test)
+            timing["physical_draw_s"] = max(0.0, (check.seconds - (s.draws + 1) * eval_s) / s.draws)
+            print(f"{name} {kind} {magnitude:g} nm: {100 * check.mean:.2f} ± {100 * check.std:.2f} % "
+                  f"(ideal {100 * check.ideal:.2f} %, {check.seconds:.0f} s)", flush=True)
     return rows
 
 
 def _sweep_row(name, dataset, level, scale, magnitude, check) -> dict:
-    return {"system": name, "dataset": dataset, "level": level, "scale": scale, "magnitude": magnitude,
+    return {"system": name, "dataset": dataset, "level": level, "error": "x defaults", "scale": scale,
+            "magnitude": magnitude,
             "ideal_pct": 100 * check.ideal, "mean_pct": 100 * check.mean, "std_pct": 100 * check.std,
             "p5_pct": 100 * check.p5, "drop_pct": 100 * check.drop, "draws": len(check.per_draw),
             "seconds": check.seconds}
@@ -228,15 +238,19 @@ def sweep_chart(frame: pl.DataFrame, path: Path) -> None:
     data = frame.with_columns(lo=pl.col("mean_pct") - pl.col("std_pct"), hi=pl.col("mean_pct") + pl.col("std_pct"))
     panels = []
     for level, title in (("kernel", "kernel-level errors (x SPEC §4 defaults)"),
-                         ("physical", "pillar-width error σ (nm), realised system")):
+                         ("physical", "pillar-width error (nm), realised system: dashed random σ, solid systematic bias")):
         part = data.filter(pl.col("level") == level).to_pandas()
         if not len(part):
             continue
         base = alt.Chart(part).encode(x=alt.X("magnitude:Q", title=title), color=alt.Color("system:N"))
-        panels.append((base.mark_area(opacity=0.2).encode(y="lo:Q", y2="hi:Q")
-                       + base.mark_line(point=True).encode(y=alt.Y("mean_pct:Q", title="test accuracy % (mean ± std)"),
-                                                           tooltip=list(part.columns)))
-                      .properties(width=320, height=240))
+        band = base.mark_area(opacity=0.15).encode(y="lo:Q", y2="hi:Q", detail="error:N")
+        line = base.mark_line(point=True).encode(
+            y=alt.Y("mean_pct:Q", title="test accuracy % (mean ± std)", scale=alt.Scale(domain=[0, 100])),
+            strokeDash=alt.StrokeDash("error:N", title="error", legend=None,
+                                        scale=alt.Scale(domain=["x defaults", "width σ", "width bias"],
+                                                        range=[[1, 0], [6, 3], [1, 0]])),
+            tooltip=list(part.columns))
+        panels.append((band + line).properties(width=320, height=240))
     alt.hconcat(*panels).properties(title="Accuracy vs fabrication error").save(str(path))
 
 
@@ -244,13 +258,33 @@ def sweep_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
     lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall on this machine)", "",
              f"{s.draws} draws per point, seed {s.seed}. Kernel level: scale x SPEC §4 defaults (gain U[0.8, 1.2], "
              f"shift ±1 px, kernel noise 10 % mono / 20 % RGB). Physical: pillar-width σ, no misalignment, on the "
-             f"inverse-designed system ({s.design_steps} design steps) after backend retraining.", "",
-             "| system | level | magnitude | ideal % | mean ± std % | p5 % | drop (pp) |", "|---|---|---|---|---|---|---|"]
+             f"inverse-designed system ({s.design_steps} design steps) after backend retraining: random width σ per "
+             f"design sample, or a systematic width bias on every pillar.", "",
+             "| system | level | error | magnitude | ideal % | mean ± std % | p5 % | drop (pp) |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in frame.iter_rows(named=True):
         unit = "x" if row["level"] == "kernel" else " nm"
-        lines.append(f"| {row['system']} | {row['level']} | {row['magnitude']:g}{unit} | {row['ideal_pct']:.2f} | "
+        lines.append(f"| {row['system']} | {row['level']} | {row['error']} | {row['magnitude']:g}{unit} | "
+                     f"{row['ideal_pct']:.2f} | "
                      f"{row['mean_pct']:.2f} ± {row['std_pct']:.2f} | {row['p5_pct']:.2f} | {row['drop_pct']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def merge_sweeps(folders: list[Path], out: Path) -> None:
+    """One chart and one table from several finished ``--sweep-magnitude`` runs."""
+    missing = [f for f in folders if not (f / "table4_magnitude.parquet").exists()]
+    if missing:
+        raise SystemExit(f"no table4_magnitude.parquet in {', '.join(map(str, missing))}; run --sweep-magnitude there first")
+    frame = pl.concat([pl.read_parquet(f / "table4_magnitude.parquet") for f in folders], how="diagonal_relaxed")
+    sweep_chart(frame, out / "table4_magnitude.png")
+    headers = [(f / "table4_magnitude.md").read_text().split("\n\n")[0] for f in folders]
+    headers.append((folders[0] / "table4_magnitude.md").read_text().split("\n\n")[1])  # the error model
+    rows = [line for f in folders for line in (f / "table4_magnitude.md").read_text().splitlines() if
+            line.startswith("| ") and not line.startswith("| system")]
+    table = [line for line in (folders[0] / "table4_magnitude.md").read_text().splitlines()
+             if line.startswith("| system") or line.startswith("|---")]
+    (out / "table4_magnitude.md").write_text("\n\n".join(headers) + "\n\n" + "\n".join(table + rows) + "\n")
+    print(f"wrote {out / 'table4_magnitude.png'} and {out / 'table4_magnitude.md'} from {len(frame)} rows")
 
 
 # --- wall-time estimate ------------------------------------------------------------------------
@@ -294,7 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep-magnitude", action="store_true", help="accuracy vs error magnitude curves + chart")
     parser.add_argument("--scales", nargs="+", type=float, default=[0.0, 0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--no-physical", action="store_true", help="sweep: skip the inverse-designed width-error curve")
-    parser.add_argument("--width-sigma-nm", type=float, default=10.0, help="physical width error at scale 1 (nm)")
+    parser.add_argument("--width-sigma-nm", type=float, default=10.0, help="random width error at scale 1 (nm)")
+    parser.add_argument("--width-bias-nm", type=float, default=10.0, help="systematic width error at scale 1 (nm)")
     parser.add_argument("--design-steps", type=int, default=300, help="inverse-design steps per kernel chunk")
     parser.add_argument("--design-chunk", type=int, default=4, help="kernels designed together (bounds memory)")
     parser.add_argument("--mask-res", nargs="*", default=[], metavar="SYSTEM=RES",
@@ -303,6 +338,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="NTKD epochs retraining the backend on the realised PSFs (0: none)")
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test images only")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets everywhere, minutes")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                        help="no run: draw one chart (and table) into --out from the table4_magnitude.parquet of "
+                             "earlier --sweep-magnitude runs in these folders (e.g. one per system)")
     parser.add_argument("--seed", type=int, default=0)
     add_run_arguments(parser, "results/table4")
     args = parse_and_start(parser, argv)
@@ -311,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         parser.error(f"--mask-res takes SYSTEM=RES pairs like mono=152, got {args.mask_res}")
     full = Settings(tuple(args.systems), args.epochs, None, args.draws, args.magnitude, args.comp_epochs, None,
-                    args.fraction, tuple(args.scales), args.width_sigma_nm, args.design_steps, args.design_chunk,
+                    args.fraction, tuple(args.scales), args.width_sigma_nm, args.width_bias_nm, args.design_steps, args.design_chunk,
                     mask_res, args.retrain_epochs, args.test_limit, args.seed)
     settings = full
     if args.quick:
@@ -319,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
                                        design_steps=min(args.design_steps, 5), retrain_epochs=min(args.retrain_epochs, 0.02),
                                        mask_res={"mono": 152, "poly": 224, **mask_res}, test_limit=args.test_limit or 500)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        merge_sweeps(args.merge, args.out)
+        return
     command = "python -m explore.experiments.table4 " + " ".join(sys.argv[1:])
     start = time.perf_counter()
     timings: dict[str, dict] = {}
