@@ -54,12 +54,16 @@ class KernelErrors:
       clamped at 0 afterwards (a PSF is an intensity), which adds some stray light.
     - chromatic blur: a Gaussian of ``chromatic_blur_px`` kernel pixels on every colour other
       than green (532 nm). Default 0: SPEC §4 counts chromatic error inside δ (20 % for RGB).
+    - ``gain_shared``: one gain per signed kernel instead of per sub-optic (K⁺ and K⁻ alike), for
+      hardware whose brightness error is common to both halves; a per-half mismatch leaks the
+      common-mode image through the subtraction.
     """
 
     gain_range: tuple[float, float] = (0.8, 1.2)
     shift_px: float = 1.0
     kernel_sigma_rel: float = 0.10
     chromatic_blur_px: float = 0.0
+    gain_shared: bool = False
 
     def __post_init__(self):
         lo, hi = self.gain_range
@@ -73,7 +77,7 @@ class KernelErrors:
         """The same kind of error, ``factor`` times as large (0: the ideal system)."""
         lo, hi = self.gain_range
         return KernelErrors((1 + factor * (lo - 1), 1 + factor * (hi - 1)), self.shift_px * factor,
-                            self.kernel_sigma_rel * factor, self.chromatic_blur_px * factor)
+                            self.kernel_sigma_rel * factor, self.chromatic_blur_px * factor, self.gain_shared)
 
     def border_px(self) -> int:
         """Kernel pixels added on each side so shifted / blurred light stays in the window."""
@@ -142,6 +146,8 @@ def perturb_halves(halves: torch.Tensor, errors: KernelErrors, generator: torch.
     n, two, colours, k, _ = halves.shape
     # Draw everything first, in a fixed order, from unit distributions (see the module docstring).
     gain_u = torch.rand(n, two, generator=generator)
+    if errors.gain_shared:
+        gain_u = gain_u[:, :1].expand(n, two)  # the same draws, K⁻ takes K⁺'s gain
     shift_u = torch.rand(n, two, 2, generator=generator) * 2 - 1  # (n, 2, [dy, dx]) in [-1, 1]
     noise_z = torch.randn(n, two, colours, k, k, generator=generator)
     gain_u, shift_u, noise_z = (t.to(halves) for t in (gain_u, shift_u, noise_z))

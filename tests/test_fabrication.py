@@ -97,6 +97,18 @@ def test_gain_and_shift_keep_the_light_within_the_gain_range():
     assert torch.allclose(ratio, ratio[..., :1].expand_as(ratio), atol=1e-5)  # one gain per sub-optic
 
 
+def test_a_shared_gain_scales_both_halves_of_a_kernel_alike():
+    halves = torch.rand(6, 2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    gains = {}
+    for shared in (False, True):
+        errors = KernelErrors(gain_range=(0.8, 1.2), shift_px=0.0, kernel_sigma_rel=0.0, gain_shared=shared)
+        out = perturb_halves(halves, errors, torch.Generator().manual_seed(2))
+        gains[shared] = (out.sum((-1, -2)) / halves.sum((-1, -2)))[..., 0]  # (n, 2)
+    assert torch.allclose(gains[True][:, 0], gains[True][:, 1])
+    assert not torch.allclose(gains[False][:, 0], gains[False][:, 1])
+    assert torch.allclose(gains[True][:, 0], gains[False][:, 0])  # the same draw, K⁻ takes K⁺'s gain
+
+
 def test_a_sub_pixel_shift_moves_the_centroid_by_the_shift():
     image = torch.zeros(1, 2, 1, 9, 9)
     image[..., 3:6, 3:6] = torch.rand(1, 2, 1, 3, 3, generator=torch.Generator().manual_seed(0))

@@ -182,6 +182,30 @@ def run_sweep(s: Settings, out: Path, device: str, physical: bool, timings: dict
     return pl.DataFrame(rows)
 
 
+def error_terms(s: Settings, out: Path, device: str) -> pl.DataFrame:
+    """Which kernel-level error costs the accuracy: every SPEC §4 default term alone (x
+    ``s.magnitude``), the gain also shared by a kernel's two halves, against all terms together."""
+    rows = []
+    for name in s.systems:
+        system, data, _, model, test, _ = trained_model(name, s, out, device)
+        full = default_kernel_errors(system.design.colours).scaled(s.magnitude)
+        none = dict(gain_range=(1.0, 1.0), shift_px=0.0, kernel_sigma_rel=0.0)
+        terms = {"all terms": full,
+                 "all terms, gain shared by K⁺/K⁻": dataclasses.replace(full, gain_shared=True),
+                 "gain only": dataclasses.replace(full, **{**none, "gain_range": full.gain_range}),
+                 "gain only, shared by K⁺/K⁻": dataclasses.replace(full, **{**none, "gain_range": full.gain_range},
+                                                                   gain_shared=True),
+                 "shift only": dataclasses.replace(full, **{**none, "shift_px": full.shift_px}),
+                 "kernel noise only": dataclasses.replace(full, **{**none, "kernel_sigma_rel": full.kernel_sigma_rel})}
+        for term, errors in terms.items():
+            check = robustness(model, test, data.task, errors, s.draws, s.seed, device=device)
+            rows.append({**_sweep_row(name, data.name, "kernel", s.magnitude, s.magnitude, check), "error": term})
+            print(f"{name} {term}: {100 * check.mean:.2f} ± {100 * check.std:.2f} %", flush=True)
+    frame = pl.DataFrame(rows)
+    frame.write_parquet(out / "table4_terms.parquet")
+    return frame
+
+
 def physical_curve(name, system, data, teacher, model, test, s: Settings, device: str, timing: dict) -> list[dict]:
     """Realise the trained kernels by inverse design, retrain the backend on the realised PSFs,
     then Monte Carlo over pillar-width errors: random ``scales x width_sigma_nm`` per design
@@ -270,6 +294,16 @@ def sweep_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
     return "\n".join(lines) + "\n"
 
 
+def terms_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> str:
+    lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall on this machine)", "",
+             f"{s.draws} draws per row, seed {s.seed}, SPEC §4 default kernel-level errors x {s.magnitude:g}, "
+             f"no compensation.", "", "| system | errors | ideal % | mean ± std % | drop (pp) |", "|---|---|---|---|---|"]
+    for row in frame.iter_rows(named=True):
+        lines.append(f"| {row['system']} | {row['error']} | {row['ideal_pct']:.2f} | {row['mean_pct']:.2f} ± "
+                     f"{row['std_pct']:.2f} | {row['drop_pct']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def merge_sweeps(folders: list[Path], out: Path) -> None:
     """One chart and one table from several finished ``--sweep-magnitude`` runs."""
     missing = [f for f in folders if not (f / "table4_magnitude.parquet").exists()]
@@ -338,6 +372,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="NTKD epochs retraining the backend on the realised PSFs (0: none)")
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test images only")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets everywhere, minutes")
+    parser.add_argument("--terms", action="store_true",
+                        help="which kernel-level error term costs the accuracy: each alone, at --magnitude")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
                         help="no run: draw one chart (and table) into --out from the table4_magnitude.parquet of "
                              "earlier --sweep-magnitude runs in these folders (e.g. one per system)")
@@ -363,7 +399,11 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m explore.experiments.table4 " + " ".join(sys.argv[1:])
     start = time.perf_counter()
     timings: dict[str, dict] = {}
-    if args.sweep_magnitude:
+    if args.terms:
+        frame = error_terms(settings, args.out, args.device)
+        text = terms_markdown(frame, settings, time.perf_counter() - start, command)
+        (args.out / "table4_terms.md").write_text(text)
+    elif args.sweep_magnitude:
         frame = run_sweep(settings, args.out, args.device, not args.no_physical, timings)
         text = sweep_markdown(frame, settings, time.perf_counter() - start, command)
         (args.out / "table4_magnitude.md").write_text(text)
