@@ -86,6 +86,18 @@ def start_sweep(tmp_path, cluster, *overrides) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def finish(process: subprocess.Popen, timeout_s: float) -> str:
+    """The sweep's output once it exits 0; on a timeout or an error, fail with the output's tail."""
+    try:
+        out, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        pytest.fail(f"the sweep did not finish in {timeout_s} s; its output ends:\n{out[-4000:]}")
+    assert process.returncode == 0, out[-4000:]
+    return out
+
+
 def rows(tmp_path, *overrides):
     spec = load_spec(ROOT / "sweeps" / "tiny.yaml", [f"output={tmp_path}", *overrides])
     folder = tmp_path / "tiny" / "trials"
@@ -94,8 +106,7 @@ def rows(tmp_path, *overrides):
 
 def test_the_same_sweep_file_runs_on_both_nodes(cluster, tmp_path):
     process = start_sweep(tmp_path, cluster, "budget.trials=6")
-    out, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, out
+    finish(process, timeout_s=600)
     frame = rows(tmp_path, "budget.trials=6")
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6
     assert set(frame["node_ip"].drop_nulls()) == {"127.0.0.2", "127.0.0.3"}, frame.select("trial_index", "node_ip")
@@ -112,8 +123,7 @@ def test_killing_the_worker_node_mid_sweep_loses_no_trial(cluster, tmp_path):
     else:
         pytest.fail("no trial was scheduled on the worker node")
     kill_marked(cluster["worker"])
-    out, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, out
+    out = finish(process, timeout_s=900)
     frame = rows(tmp_path, *overrides)
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6, frame.select("trial_index", "status", "reason")
     assert set(frame["status"]) <= {"complete", "pruned", "infeasible", "failed"}
