@@ -118,6 +118,44 @@ def analyse(spec: SweepSpec, rows: pl.DataFrame) -> Analysis:
     return Analysis(spec, rows, params, x, y, front, reference, total, history)
 
 
+@dataclass(frozen=True)
+class GateSavings:
+    """What the estimator gate saved, from the stage timings of the rows."""
+
+    pruned: int
+    complete: int
+    spent_s: float  # compute of every recorded trial (t_total_s), pruned ones included
+    pruned_s: float  # of which on the pruned trials (validity + estimate + gate)
+    avoided_s: float  # the pruned trials' cost had they been trained: n_pruned x median complete trial
+
+    @property
+    def saved_s(self) -> float:
+        return self.avoided_s - self.pruned_s
+
+    @property
+    def saved_fraction(self) -> float:
+        """Saved compute as a share of what the sweep would have cost with every design trained."""
+        without_gate = self.spent_s + self.saved_s
+        return self.saved_s / without_gate if without_gate > 0 else 0.0
+
+    def sentence(self) -> str:
+        if not self.pruned:
+            return f"The estimator gate pruned no design ({self.complete} trained): it saved no compute here."
+        return (f"The estimator gate pruned {self.pruned} designs in {self.pruned_s:.0f} s; training them like the "
+                f"{self.complete} complete trials (median {self.avoided_s / self.pruned:.0f} s each) would have cost "
+                f"{self.saved_s / 60:.1f} min more: {100 * self.saved_fraction:.0f} % of the compute without the gate.")
+
+
+def gate_savings(rows: pl.DataFrame) -> GateSavings | None:
+    """None until a trial has completed (no trained trial to price a pruned one by)."""
+    complete = rows.filter(pl.col("status") == "complete")["t_total_s"].drop_nulls()
+    if not len(complete):
+        return None
+    pruned = rows.filter(pl.col("status") == "pruned")["t_total_s"].fill_null(0.0)
+    return GateSavings(pruned=len(pruned), complete=len(complete), spent_s=float(rows["t_total_s"].fill_null(0.0).sum()),
+                       pruned_s=float(pruned.sum()), avoided_s=len(pruned) * float(complete.median()))
+
+
 def load(folder: str | Path) -> Analysis:
     """Read ``<folder>/sweep.yaml`` and ``<folder>/trials/`` (safe while the sweep writes)."""
     folder = Path(folder)

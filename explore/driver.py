@@ -22,6 +22,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from explore.analysis import gate_savings
 from explore.pareto import non_dominated
 from explore.point import base_design, design_point
 from explore.rows import build_row, row_schema
@@ -192,6 +193,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
         del board
     frame = read_trials(folder / "trials", row_schema(spec))
     print(progress_line(spec, frame, 0, time.time() - start))
+    savings = gate_savings(frame)
+    if savings is not None:
+        print(savings.sentence())
     print(f"rows: {folder / 'trials'} ({len(frame)} trials)")
     out_of_time = spec.budget.time_limit_s is not None and time.time() - start >= spec.budget.time_limit_s
     if len(frame) < spec.budget.trials and not out_of_time:  # Tune returns normally on Ctrl-C

@@ -26,7 +26,7 @@ import polars as pl
 
 from explore import charts, page
 from explore.analysis import (METRIC_COLUMNS, ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED,
-                              ROLE_UNSCORED, Analysis, load, spearman)
+                              ROLE_UNSCORED, Analysis, gate_savings, load, spearman)
 from explore.charts import STAGES
 from explore.spec import Choice, FloatRange, IntRange
 
@@ -222,6 +222,9 @@ def write_report(folder: str | Path, *, png: bool = True) -> Path:
              f"{a.spec.budget.trials} planned (the report reads the trial table as it is; rerun "
              f"`python -m explore.report {folder}` to refresh a running sweep). "
              f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}."]
+    savings = gate_savings(a.rows)
+    if savings is not None:
+        intro.append(savings.sentence())
     if len(failed):
         listed = "; ".join(f"{r['trial_id']} ({r['reason'] or 'no reason'})"
                            for r in failed.head(20).iter_rows(named=True))

@@ -17,7 +17,7 @@ import pytest
 
 from explore import charts
 from explore.analysis import (ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, analyse,
-                              front_axes, hypervolume_steps, load, spearman)
+                              front_axes, gate_savings, hypervolume_steps, load, spearman)
 from explore.pareto import hypervolume_history, non_dominated, reference_point
 from explore.report import SECTIONS, main, write_report
 from explore.rows import row_schema
@@ -323,3 +323,15 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert '<th title="accuracy_fabricated" data-dir="down">' in table
     accuracy = [float(v) for v in re.findall(r'<tr><td>t\d+</td><td data-v="([^"]+)"', table)]
     assert len(accuracy) >= 2 and accuracy == sorted(accuracy, reverse=True)
+
+
+def test_gate_savings_prices_pruned_designs_at_the_median_trained_trial():
+    rows = pl.DataFrame({"status": ["complete", "complete", "complete", "pruned", "pruned", "infeasible"],
+                         "t_total_s": [100.0, 200.0, 400.0, 5.0, 3.0, 0.1]})
+    savings = gate_savings(rows)
+    assert (savings.pruned, savings.complete) == (2, 3)
+    assert savings.avoided_s == 400.0 and savings.pruned_s == 8.0 and savings.saved_s == 392.0
+    assert abs(savings.saved_fraction - 392.0 / (708.1 + 392.0)) < 1e-12
+    assert "pruned 2 designs" in savings.sentence()
+    assert gate_savings(rows.filter(pl.col("status") != "complete")) is None
+    assert "no design" in gate_savings(rows.filter(pl.col("status") != "pruned")).sentence()
