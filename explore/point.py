@@ -2,8 +2,10 @@
 
 The one converter from the flat parameter names of a sweep file (`explore.spec.PARAMETERS`) to the
 objects `onn` works with. Values the sweep does not set come from the task's preset (mono for grey
-data, poly for colour), so a small sweep file stays small; the exception is the kernel count, which
-follows the layout (every signed kernel the aperture holds) unless ``n_kernels`` is set.
+data, poly for colour, seg for segmentation), so a small sweep file stays small; the exception is
+the kernel count, which follows the layout (every signed kernel the aperture holds) unless
+``n_kernels`` is set. A preset with kernel groups (seg: 8 / 16 / 32) keeps their proportions:
+the kernel count is split into groups of the same shares (`scaled_groups`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from onn.design import PRESETS, Design
 from onn.optics.sensor import SensorConfig
+from onn.optics.validity import InfeasibleDesign
 from onn.train import TrainConfig
 
 SENSOR_KEYS = {"read_noise_fs", "full_well_e", "bits"}
@@ -59,8 +62,38 @@ def design_point(params: dict[str, Any], *, base: Design, training: dict[str, An
         width = int(hardware.get("backend_width", base.hidden[0] if base.hidden else 128))
         changes["hidden"] = tuple(max(1, width // 2**i) for i in range(depth))
     design = dataclasses.replace(base, **changes)
+    if base.groups is not None:
+        design = _regrouped(design, base.groups)
     train = TrainConfig(**{"method": "ntkd", **training, **train_knobs, "seed": seed})
     return DesignPoint(tuple(sorted(params.items())), design, train)
 
 
-__all__ = ["DesignPoint", "SensorConfig", "base_design", "design_point"]
+def scaled_groups(shares: tuple[int, ...], n_kernels: int) -> tuple[int, ...] | None:
+    """``n_kernels`` split into groups in the proportions of ``shares`` (largest remainders, each
+    group >= 1): (8, 16, 32) and 60 kernels give (9, 17, 34). None if there are fewer kernels
+    than groups."""
+    if n_kernels < len(shares):
+        return None
+    exact = [n_kernels * s / sum(shares) for s in shares]
+    groups = [max(1, int(e)) for e in exact]
+    by_remainder = sorted(range(len(shares)), key=lambda i: exact[i] - groups[i], reverse=True)
+    for i in by_remainder[:max(0, n_kernels - sum(groups))]:
+        groups[i] += 1
+    while sum(groups) > n_kernels:  # the minimum of 1 overshot: take from the largest group
+        groups[groups.index(max(groups))] -= 1
+    return tuple(groups)
+
+
+def _regrouped(design: Design, shares: tuple[int, ...]) -> Design:
+    """The design with its kernel count (``n_kernels``, or all the layout holds) split like
+    ``shares``; unchanged if the layout cannot be computed or holds too few kernels (the trial's
+    validity stage then says why)."""
+    try:
+        n = design.n_kernels if design.n_kernels is not None else design.layout().n_kernels
+    except InfeasibleDesign:
+        return design
+    groups = scaled_groups(shares, n)
+    return design if groups is None else dataclasses.replace(design, groups=groups)
+
+
+__all__ = ["DesignPoint", "SensorConfig", "base_design", "design_point", "scaled_groups"]

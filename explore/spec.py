@@ -53,10 +53,13 @@ TRAIN_PARAMETERS: dict[str, str] = {
 PARAMETERS: dict[str, str] = {**HARDWARE_PARAMETERS, **TRAIN_PARAMETERS}
 
 # Metrics a trial reports; objectives pick from these. Directions are the natural ones.
+# ``accuracy_*`` is the task's headline metric (`onn.train.headline`): test accuracy for
+# classification, foreground IoU for segmentation.
 METRICS: dict[str, str] = {
-    "accuracy_fabricated": "test accuracy of the fabricated system, mean over draws (after compensation if on)",
-    "accuracy_fabricated_p5": "5th percentile of the fabricated accuracy over draws",
-    "accuracy_ideal": "test accuracy of the trained design in ideal simulation",
+    "accuracy_fabricated": "test accuracy (segmentation: foreground IoU) of the fabricated system, mean over "
+                           "draws (after compensation if on)",
+    "accuracy_fabricated_p5": "5th percentile of the fabricated accuracy (IoU) over draws",
+    "accuracy_ideal": "test accuracy (segmentation: foreground IoU) of the trained design in ideal simulation",
     "energy_pj": "energy per inference (pJ)",
     "macs": "digital multiply-accumulates per inference",
     "pixels_read": "sensor pixels read per inference",

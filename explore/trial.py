@@ -153,16 +153,17 @@ def _gate(metrics: dict[str, Any], ctx: TrialContext) -> str:
 
 
 def _realise(model: HybridONN, design: Design, ctx: TrialContext, metrics: dict[str, Any]) -> HybridONN:
-    """Inverse-design the trained kernels at the design's mask resolution; the realised system
-    (ideal physics, no fabrication error) replaces the kernel-level one from here on."""
-    if len(model.optics) != 1:
-        return model  # multi-scale (segmentation) realisation is not wired into the sweep yet
-    geometry = design.geometry()
-    result = realise(model, geometry, steps=ctx.spec.realisation.steps,
-                     generator=torch.Generator().manual_seed(ctx.spec.seed))
-    realised = freeze_realised(model, result, geometry)
-    metrics.update(realised_kernel_error=statistics.fmean(result.kernel_error),
-                   realised_design_error=statistics.fmean(result.design_error),
+    """Inverse-design the trained kernels at the design's mask resolution, one kernel group at a
+    time (each at its own kernel pixel); the realised system (ideal physics, no fabrication
+    error) replaces the kernel-level one from here on. Errors are means over kernels."""
+    geometries = design.geometries()
+    generator = torch.Generator().manual_seed(ctx.spec.seed)
+    results = [realise(model, geometry, group=group, steps=ctx.spec.realisation.steps, generator=generator)
+               for group, geometry in enumerate(geometries)]
+    realised = freeze_realised(model, results, geometries)
+    counts = [r.widths_um.shape[0] for r in results]
+    mean = lambda field: sum(c * statistics.fmean(getattr(r, field)) for c, r in zip(counts, results)) / sum(counts)
+    metrics.update(realised_kernel_error=mean("kernel_error"), realised_design_error=mean("design_error"),
                    accuracy_realised=headline(evaluate(realised, ctx.data.test, ctx.data.task, device=ctx.device)))
     return realised
 

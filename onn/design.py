@@ -52,6 +52,15 @@ class Design:
     def colours(self) -> int:
         return len(self.wavelengths_nm)
 
+    @property
+    def image_channels(self) -> tuple[int, ...] | None:
+        """The RGB scene channel each camera colour sees (R, G, B = 0, 1, 2); None for a monochrome
+        camera, which sees the mean of a colour scene."""
+        if self.colours == 1:
+            return None
+        rgb = (C.WAVELENGTHS_NM["R"], C.WAVELENGTHS_NM["G"], C.WAVELENGTHS_NM["B"])
+        return tuple(rgb.index(w) for w in self.wavelengths_nm)
+
     def layout(self) -> SubopticLayout:
         try:
             return suboptic_layout(self.aperture_mm, self.suboptic_mm, self.spacing_mm)
@@ -82,6 +91,11 @@ class Design:
                                            wavelengths_nm=self.wavelengths_nm, kernel_size=self.kernel_size,
                                            distance_mm=self.distance_mm, kernel_pixel_um=self.kernel_pixel_um)
 
+    def geometries(self) -> tuple[OpticalGeometry, ...]:
+        """One geometry per kernel group: group i has kernel pixels 2^i times the base size."""
+        return tuple(self.with_(kernel_pixel_um=self.kernel_pixel_um * 2**scale, groups=None).geometry()
+                     for scale in range(len(self.groups or (0,))))
+
     def check(self, image_size: int | None = None) -> GeometryReport:
         """Every validity check (layout, geometry, footprint, memory); raises `InfeasibleDesign`."""
         if self.kernel_size % 2 == 0:
@@ -89,16 +103,20 @@ class Design:
         if self.pool < 1 or any(h < 1 for h in self.hidden):
             raise InfeasibleDesign("hidden", f"pool and hidden widths must be >= 1, got pool={self.pool}, "
                                              f"hidden={self.hidden}")
+        if self.backend == "decoder" and len(self.hidden) != len(self.groups or (0,)):
+            raise InfeasibleDesign("backend_depth", f"the decoder fuses one kernel group per width: groups "
+                                                    f"{self.groups} need {len(self.groups or (0,))} widths, got "
+                                                    f"hidden={self.hidden}")
         n_kernels = self.kernels()
         if self.groups is not None and sum(self.groups) != n_kernels:
             raise InfeasibleDesign("groups", f"kernel groups {self.groups} sum to {sum(self.groups)}, not n_kernels={n_kernels}")
-        report = check_geometry(self.geometry(), image_size=image_size, spacing_mm=self.spacing_mm,
-                                n_fields=2 * n_kernels)
-        for scale in range(1, len(self.groups or ())):  # coarser groups: larger kernel pixels, smaller images
-            check_geometry(self.with_(kernel_pixel_um=self.kernel_pixel_um * 2**scale, groups=None).geometry(),
-                           image_size=None if image_size is None else image_size // 2**scale,
-                           spacing_mm=self.spacing_mm)
-        return report
+        # Kernel groups are realised one at a time (`onn.fabrication.realise(group=...)`), so the
+        # memory check counts the sub-optics of one group.
+        groups = self.groups or (n_kernels,)
+        reports = [check_geometry(geometry, image_size=None if image_size is None else image_size // 2**scale,
+                                  spacing_mm=self.spacing_mm, n_fields=2 * groups[scale])
+                   for scale, geometry in enumerate(self.geometries())]  # coarser groups: smaller images
+        return reports[0]
 
     def with_(self, **changes) -> "Design":
         return replace(self, **changes)

@@ -19,6 +19,19 @@ ridge λ chosen on a subsample of the validation split:
   -> 97.24 -> 97.72 %). It moves with the kernel count, kernel size, wavelength set, sensor
   noise and backend depth.
 
+Segmentation (``task == "segment"``, the ``decoder`` backend): ``design`` only; the ∞-width
+ceiling is NOT implemented for segmentation (asking for it raises `NotImplementedError`). Each
+random frontend images the subsample through the design's own kernel groups (group i at 1/2^i
+resolution, as `onn.models.HybridONN.features`), with its sensor noise, -> ReLU -> nearest
+upsampling back to full resolution (the decoder's up-convolutions) -> the 3x3 neighbourhood of
+every pixel (the decoder's first convolution): ``9 n`` features per pixel. A linear ridge
+regression (with intercept) of the {0, 1} mask on those features — the depth-0 member of the
+feature NTK family, solved in primal form over pixels — is fitted on up to `SEG_TRAIN_PIXELS`
+random pixels of the train subsample; λ is chosen by foreground IoU on the validation
+subsample, and the estimate is the foreground IoU (pixels predicted > 0.5) on the test
+subsample — the same headline metric as `onn.train.evaluate`. It moves with the kernel count
+and groups, kernel size, wavelengths and sensor noise; it ignores the decoder's widths and depth.
+
 Not modelled (say so to users of the gate): the hidden *widths* (both kernels are infinite-width
 limits), the per-channel affine's parameters, learnt (rather than random) kernels, and the mask
 resolution — at kernel level a realised kernel is just another kernel; the design-to-physics gap
@@ -30,6 +43,11 @@ piece of module state here, so a sweep worker computes it once for all designs t
 Measured on this 2-core machine (shared with two training runs), mono preset on MNIST with the
 defaults (1000 train / 500 val / 1000 test, seed 0): ceiling 97.3 % (paper 97.72 %) in 256 s wall,
 133 s CPU; design estimate 96.1 % (paper, 8 random kernels: 96.12 %) in 2.4 s.
+Segmentation, seg preset on the nuclei tiles (256 train / 32 val / 64 test tiles, 2 frontends,
+1 thread, shared machine): foreground IoU 0.61 in 4.5 s; 14 kernels (2/4/8) 0.28, 3 kernels
+(1/1/1) 0.19, with the spread over frontends large for few kernels (±0.1-0.2). Trained hybrids
+reach ~0.83 and Otsu 0.78 on the same region: the segmentation estimate is a ranking signal far
+below trained IoU, not a prediction of it (sweeps/seg.yaml turns the gate's dominance rule off).
 """
 
 from __future__ import annotations
@@ -46,7 +64,7 @@ import torch.nn.functional as F
 
 from onn.data import TaskData
 from onn.design import Design
-from onn.krr import RidgeResult, ridge_classify
+from onn.krr import RIDGE_GRID, RidgeResult, ridge_classify
 from onn.layers import OpticalConv, match_colours
 from onn.ntk_analytic import feature_ntk, hybrid_ntk
 
@@ -58,6 +76,9 @@ DEFAULT_N_VAL = 500
 DEFAULT_N_TEST = 1000
 DEFAULT_N_FRONTENDS = 2
 FEATURE_BATCH_FLOATS = 2**24  # sensor readings held at once while imaging (64 MB float32)
+SEG_DEFAULT_N_TRAIN = 256  # segmentation: train tiles (each gives S² pixels)
+SEG_TRAIN_PIXELS = 2**15  # random train pixels the per-pixel ridge is fitted on
+SEG_CONTEXT = 3  # pixel neighbourhood (side) of the per-pixel features
 CEILING_CACHE_SIZE = 16
 
 
@@ -122,8 +143,8 @@ def _check_positive(param: str, n) -> None:
 
 def ceiling_grams(design: Design, sample: Subsample, *, device: str = "cpu") -> tuple[torch.Tensor, ...]:
     """(Θ_train (n, n), Θ_val (v, n), Θ_test (t, n)) float64 of the infinite-width hybrid."""
-    def seen(images):  # what the camera records: grey scenes in every colour, or the colour mean
-        return match_colours(images, design.colours).to(device)
+    def seen(images):  # what the camera records (`OpticalConv` does the same)
+        return match_colours(images, design.colours, design.image_channels).to(device)
 
     args = dict(kernel_size=design.kernel_size, pool=design.pool, depth=len(design.hidden))
     train = seen(sample.x_train)
@@ -199,7 +220,8 @@ def random_halves(design: Design, generator: torch.Generator) -> torch.Tensor:
 def random_frontend(design: Design, generator: torch.Generator) -> OpticalConv:
     """The design's optical layer, frozen to `random_halves`, with the design's sensor."""
     halves = random_halves(design, generator)
-    layer = OpticalConv(halves.shape[0], design.kernel_size, design.colours, design.sensor, generator=generator)
+    layer = OpticalConv(halves.shape[0], design.kernel_size, design.colours, design.sensor, generator=generator,
+                        channels=design.image_channels)
     layer.freeze_to(halves)
     return layer
 
@@ -238,6 +260,98 @@ def design_accuracy(design: Design, sample: Subsample, n_classes: int, *, n_fron
     return results
 
 
+# --- segmentation: per-pixel ridge regression on the design's random optical features ---------
+
+def random_group_frontends(design: Design, generator: torch.Generator) -> list[OpticalConv]:
+    """One frozen random `OpticalConv` per kernel group of ``design`` (`random_halves`, split in
+    group order), each with the design's sensor."""
+    halves = random_halves(design, generator)  # (n, 2, C, k, k)
+    layers = []
+    for group in halves.split(list(design.groups or (halves.shape[0],))):
+        layer = OpticalConv(group.shape[0], design.kernel_size, design.colours, design.sensor,
+                            channels=design.image_channels)
+        layer.freeze_to(group)
+        layers.append(layer)
+    return layers
+
+
+def pixel_features(layers: list[OpticalConv], images: torch.Tensor, *, generator: torch.Generator,
+                   context: int = SEG_CONTEXT) -> torch.Tensor:
+    """(B, C_in, S, S) scenes -> (B, context² n, S, S) per-pixel features: group i images the
+    scene at 1/2^i resolution -> ReLU -> nearest upsampling by 2^i; all groups concatenated
+    (n channels), then each pixel's ``context x context`` neighbourhood (zero padded)."""
+    size = images.shape[-1]
+    maps = []
+    with torch.no_grad():
+        for scale, layer in enumerate(layers):
+            scene = F.avg_pool2d(images, 2**scale) if scale else images
+            y = torch.relu(layer(scene, generator=generator, noise=True))  # (B, g_i, S/2^i, S/2^i)
+            maps.append(F.interpolate(y, scale_factor=2**scale, mode="nearest") if scale else y)
+        x = torch.cat(maps, 1)  # (B, n, S, S)
+        if context > 1:
+            x = F.unfold(x, context, padding=context // 2).view(x.shape[0], -1, size, size)  # (B, c² n, S, S)
+    return x
+
+
+def _pixel_rows(features: torch.Tensor) -> torch.Tensor:
+    return features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])  # (B S², D)
+
+
+def segment_design_accuracy(design: Design, sample: Subsample, *, n_frontends: int, seed: int,
+                            train_pixels: int = SEG_TRAIN_PIXELS, device: str = "cpu") -> list[RidgeResult]:
+    """One per-pixel ridge fit per random frontend of a segmentation ``design`` (see the module
+    docstring); ``*_accuracy`` fields hold foreground IoU. Masks are (N, 1, S, S) in {0, 1}."""
+    results = []
+    size = sample.x_train.shape[-1]
+    for frontend in range(n_frontends):
+        layers = [layer.to(device) for layer in random_group_frontends(design, _stream(seed, frontend, 0))]
+        noise = torch.Generator(device=device).manual_seed(_stream(seed, frontend, 1).initial_seed())
+        batch = max(1, FEATURE_BATCH_FLOATS // (2 * design.kernels() * design.colours * size * size))
+
+        def batches(images, masks):
+            for begin in range(0, len(images), batch):
+                x = pixel_features(layers, images[begin:begin + batch].to(device), generator=noise)
+                yield _pixel_rows(x), masks[begin:begin + batch].reshape(-1).to(device)  # (P, D), (P,) float32
+
+        # Fit on a fixed random subset of the train pixels: centred normal equations, float64.
+        n_pixels = len(sample.x_train) * size * size
+        keep = torch.zeros(n_pixels, dtype=torch.bool)
+        keep[torch.randperm(n_pixels, generator=_stream(seed, frontend, 2))[:train_pixels]] = True
+        rows, targets, offset = [], [], 0
+        for x, y in batches(sample.x_train, sample.y_train):
+            chosen = keep[offset:offset + len(x)].to(device)
+            rows.append(x[chosen].double())
+            targets.append(y[chosen].double())
+            offset += len(x)
+        x_fit, y_fit = torch.cat(rows), torch.cat(targets)  # (P, D), (P,)
+        x_mean, y_mean = x_fit.mean(0), y_fit.mean()
+        x_fit = x_fit - x_mean
+        gram = x_fit.T @ x_fit  # (D, D)
+        evals, evecs = torch.linalg.eigh((gram + gram.T) / 2)
+        projected = evecs.T @ (x_fit.T @ (y_fit - y_mean))  # (D,)
+        scale = float(gram.diagonal().mean()) + 1e-30
+        ridges = sorted(RIDGE_GRID)
+        weights = torch.stack([evecs @ (projected / (evals.clamp(min=0) + r * scale)) for r in ridges], 1)  # (D, R)
+        bias = (y_mean - x_mean @ weights).float()  # (R,)
+        weights = weights.float()
+
+        def iou_per_ridge(images, masks) -> torch.Tensor:  # (R,)
+            inter = torch.zeros(len(ridges), dtype=torch.float64, device=device)
+            union = torch.zeros_like(inter)
+            for x, y in batches(images, masks):
+                predicted = x @ weights + bias > 0.5  # (P, R)
+                truth = (y > 0.5)[:, None]
+                inter += (predicted & truth).sum(0)
+                union += (predicted | truth).sum(0)
+            return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+        val = iou_per_ridge(sample.x_val, sample.y_val)
+        best = max(range(len(ridges)), key=lambda i: (float(val[i]), i))  # ties: the largest λ
+        test = iou_per_ridge(sample.x_test, sample.y_test)
+        results.append(RidgeResult(float(test[best]), float(val[best]), ridges[best]))
+    return results
+
+
 def estimate_accuracy(design: Design, data: TaskData, *, n_train: int | None = None,
                       n_test: int | None = None, n_val: int | None = None, seed: int = 0,
                       n_frontends: int = DEFAULT_N_FRONTENDS, ceiling: bool = True,
@@ -252,16 +366,25 @@ def estimate_accuracy(design: Design, data: TaskData, *, n_train: int | None = N
             (`onn.ntk_analytic`).
         n_val: validation subsample for λ (default: ``min(DEFAULT_N_VAL, n_test, len(data.val))``).
         n_frontends: random optical frontends averaged by the design estimate.
-        ceiling: also compute the infinite-width ceiling (cached; NaN fields when False).
+        ceiling: also compute the infinite-width ceiling (cached; NaN fields when False; not
+            implemented for segmentation).
+    For segmentation the accuracies are foreground IoU and ``n_train`` defaults to
+    `SEG_DEFAULT_N_TRAIN` tiles.
     Raises:
         InfeasibleDesign: the design cannot be built (layout, wavelengths, geometry).
         ValueError: a subsample larger than its split or not positive; ``n_frontends < 1``.
-        NotImplementedError: segmentation tasks or the decoder backend.
+        ValueError: a backend that does not fit the task (mlp: classify, decoder: segment).
+        NotImplementedError: ``ceiling=True`` for segmentation.
     """
-    if data.task != "classify" or design.backend != "mlp":
-        raise NotImplementedError(f"estimate_accuracy covers classification with the 'mlp' backend; got task "
-                                  f"{data.task!r} with backend {design.backend!r} (segmentation is not supported yet)")
-    n_train = min(DEFAULT_N_TRAIN, len(data.train)) if n_train is None else n_train
+    segment = data.task == "segment"
+    if design.backend != ("decoder" if segment else "mlp"):
+        raise ValueError(f"a {data.task!r} task needs the {'decoder' if segment else 'mlp'} backend, got "
+                         f"{design.backend!r} (segmentation designs start from onn.design.PRESETS['seg'])")
+    if segment and ceiling:
+        raise NotImplementedError("the infinite-width ceiling is not implemented for segmentation; pass "
+                                  "ceiling=False for the design-aware estimate (foreground IoU)")
+    default_train = SEG_DEFAULT_N_TRAIN if segment else DEFAULT_N_TRAIN
+    n_train = min(default_train, len(data.train)) if n_train is None else n_train
     n_test = min(DEFAULT_N_TEST, len(data.test)) if n_test is None else n_test
     for param, n in (("n_train", n_train), ("n_test", n_test), ("n_frontends", n_frontends)):
         _check_positive(param, n)
@@ -277,7 +400,10 @@ def estimate_accuracy(design: Design, data: TaskData, *, n_train: int | None = N
         top, lam_top, seconds_top = result.test_accuracy, result.ridge, time.perf_counter() - start
 
     start = time.perf_counter()
-    results = design_accuracy(design, sample, data.n_classes, n_frontends=n_frontends, seed=seed, device=device)
+    if segment:
+        results = segment_design_accuracy(design, sample, n_frontends=n_frontends, seed=seed, device=device)
+    else:
+        results = design_accuracy(design, sample, data.n_classes, n_frontends=n_frontends, seed=seed, device=device)
     accuracies = [r.test_accuracy for r in results]
     return AccuracyEstimate(
         ceiling=top, design=float(np.mean(accuracies)), n_train=n_train, n_test=n_test, lam_ceiling=lam_top,

@@ -20,10 +20,15 @@ from onn.optics.psf import split_signed
 from onn.optics.sensor import SensorConfig, read_sensor
 
 
-def match_colours(images: torch.Tensor, colours: int) -> torch.Tensor:
+def match_colours(images: torch.Tensor, colours: int, channels: tuple[int, ...] | None = None) -> torch.Tensor:
     """Show (B, C_in, H, W) scenes to a camera with ``colours`` channels: grey scenes are seen equally
-    in every colour; a monochrome camera sees the mean of the colour channels."""
+    in every colour; a monochrome camera sees the mean of the colour channels; ``channels`` picks the
+    scene channel each camera colour sees (e.g. (1, 2) for a green-blue camera on RGB scenes)."""
     c_in = images.shape[1]
+    if channels is not None and c_in > 1:
+        if len(channels) != colours or max(channels) >= c_in:
+            raise ValueError(f"channels {channels} do not map {c_in}-channel scenes to a {colours}-colour camera")
+        return images if channels == tuple(range(c_in)) else images[:, list(channels)]
     if c_in == colours:
         return images
     if c_in == 1:
@@ -37,13 +42,16 @@ class OpticalConv(nn.Module):
     """Metasurface convolution + sensor + pos/neg subtraction: (B, C_in, H, W) -> (B, n, H, W)."""
 
     def __init__(self, n_kernels: int, kernel_size: int, colours: int = 1, sensor: SensorConfig | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, channels: tuple[int, ...] | None = None):
+        """``channels``: the scene channel each colour sees (`Design.image_channels`); None: grey
+        scenes go to every colour, a one-colour camera sees the mean of a colour scene."""
         super().__init__()
         if n_kernels < 1 or kernel_size < 1 or colours < 1:
             raise ValueError(f"need n_kernels, kernel_size, colours >= 1, got {n_kernels}, {kernel_size}, {colours}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (the PSF is centred on the axis), got {kernel_size}")
         self.n_kernels, self.kernel_size, self.colours, self.sensor = n_kernels, kernel_size, colours, sensor
+        self.channels = channels
         fan_in = colours * kernel_size * kernel_size
         weight = torch.randn(n_kernels, colours, kernel_size, kernel_size, generator=generator) / fan_in**0.5
         self.weight = nn.Parameter(weight)
@@ -75,7 +83,7 @@ class OpticalConv(nn.Module):
 
     def forward(self, images: torch.Tensor, *, generator: torch.Generator | None = None,
                 noise: bool = True) -> torch.Tensor:
-        x = match_colours(images, self.colours)  # (B, C, H, W)
+        x = match_colours(images, self.colours, self.channels)  # (B, C, H, W)
         batch, colours, height, width = x.shape
         halves = self.halves()  # (n, 2, C, k, k)
         n, k = halves.shape[0], halves.shape[-1]

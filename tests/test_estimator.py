@@ -169,7 +169,7 @@ def test_bad_inputs_raise_clear_errors(digits):
         estimate_accuracy(TINY.with_(wavelengths=""), digits, n_train=100, n_test=50)
     with pytest.raises(InfeasibleDesign, match="n_kernels"):
         estimate_accuracy(TINY.with_(n_kernels=400), digits, n_train=100, n_test=50)
-    with pytest.raises(NotImplementedError, match="segmentation"):
+    with pytest.raises(ValueError, match="'segment' task needs the decoder backend"):
         estimate_accuracy(TINY, dataclasses.replace(digits, task="segment"), n_train=100, n_test=50)
     assert math.isnan(estimate_accuracy(TINY, digits, n_train=50, n_test=50, ceiling=False).ceiling)
     # defaults shrink to a small dataset's splits; explicit sizes do not

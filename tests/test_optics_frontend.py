@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from onn.layers import OpticalConv
+from onn.design import PRESETS
+from onn.layers import OpticalConv, match_colours
+from onn.models import HybridONN
 from onn.optics import constants as C
 from onn.optics.geometry import OpticalGeometry
 from onn.optics.inverse_design import inverse_design
@@ -134,3 +136,15 @@ def test_overlapping_sub_images_and_memory_are_refused():
         check_geometry(geometry, n_fields=10_000)
     report = check_geometry(geometry, image_size=28)
     assert report.pitch_um == pytest.approx(400 / 256)
+
+
+@pytest.mark.parametrize("wavelengths, channels", [("rg", (0, 1)), ("gb", (1, 2)), ("rgb", (0, 1, 2))])
+def test_a_colour_camera_sees_the_scene_channels_of_its_wavelengths(wavelengths, channels):
+    design = PRESETS["poly"].with_(wavelengths=wavelengths)
+    assert design.image_channels == channels
+    scene = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    model = HybridONN(design, in_channels=3, image_size=16, n_outputs=4, generator=torch.Generator().manual_seed(1))
+    layer = model.optics[0]
+    assert torch.equal(match_colours(scene, layer.colours, layer.channels), scene[:, list(channels)])
+    assert model(scene).shape == (2, 4)
+    assert PRESETS["mono"].image_channels is None  # a mono camera sees the mean of a colour scene
