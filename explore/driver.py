@@ -30,7 +30,7 @@ from explore.runtime import MALLOC_ENV
 from explore.spec import SweepSpec, spec_to_yaml
 from explore.store import TrialStore, read_trials
 from explore.sweep import code_version, results_dir, tune_space
-from explore.trial import FAULT_ENV, TrialContext, run_trial
+from explore.trial import FAULT_ENV, TrialContext, gate_front, run_trial
 
 FRONT_ACTOR = "explore-front-{name}"
 
@@ -49,7 +49,7 @@ class StagedOptunaSearch(OptunaSearch):
 
 @ray.remote(num_cpus=0)
 class FrontBoard:
-    """The trained (accuracy, energy) front so far, for the gate's dominance check."""
+    """The trained front's (estimated accuracy, energy) so far, for the gate (`explore.trial.gate_front`)."""
 
     def __init__(self):
         self.points: list[tuple[float, float]] = []
@@ -110,12 +110,10 @@ class RowWriter(tune.Callback):
         self.store.flush()
 
     def _publish_front(self):
-        frame = self.store.read().filter(status="complete")
-        points = frame.select("accuracy_fabricated", "energy_pj").drop_nulls().to_numpy()
-        if len(points):
-            front = points[non_dominated(points, ["max", "min"])]
+        front = gate_front(self.store.read().filter(status="complete").to_dicts())
+        if front:
             try:
-                ray.get_actor(FRONT_ACTOR.format(name=self.spec.name)).set.remote([tuple(p) for p in front])
+                ray.get_actor(FRONT_ACTOR.format(name=self.spec.name)).set.remote(front)
             except ValueError:
                 pass  # no board (e.g. after a restore before it was recreated): the gate checks the bar only
 

@@ -141,7 +141,7 @@ class Objective(Strict):
 class Gate(Strict):
     enabled: bool = True
     min_accuracy: float = Field(0.0, ge=0.0, le=1.0)  # prune if the design-aware estimate is below
-    dominated_margin: float = Field(0.02, ge=0.0, le=1.0)  # prune if the trained front beats it by this much
+    dominated_margin: float = Field(0.02, ge=0.0, le=1.0)  # prune if a front design was estimated this much higher
     n_train: int = Field(2000, ge=10)  # estimator subsamples (at most the split's size)
     n_test: int = Field(1000, ge=10)
     n_frontends: int = Field(2, ge=1)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from explore.pareto import non_dominated
 from explore.point import DesignPoint
 from explore.spec import SweepSpec
 from onn.data import TaskData
@@ -46,7 +47,7 @@ class TrialContext:
     data: TaskData
     teacher: torch.nn.Module | None
     energy: EnergyConstants
-    front: np.ndarray | None = None  # (n, 2) trained (accuracy, energy_pj) points, for the gate
+    front: np.ndarray | None = None  # (n, 2) `gate_front` points: (estimated accuracy, energy_pj)
     device: str = "cpu"
     log: Callable[[str], None] | None = None
 
@@ -86,7 +87,7 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) ->
     clock.metrics.update(_describe(point.design, model))
 
     clock.run("estimate", lambda: clock.metrics.update(_estimate(point, model, ctx)))
-    reason = clock.run("gate", lambda: _gate(clock.metrics, ctx))
+    reason = clock.run("gate", lambda: gate_reason(clock.metrics, ctx))
     if reason:
         return clock.finish("pruned", reason)
 
@@ -134,7 +135,7 @@ def _estimate(point: DesignPoint, model: HybridONN, ctx: TrialContext) -> dict[s
             "energy_all_digital_pj": digital.total_pj, "macs": energy.digital_macs, "pixels_read": energy.pixels_read}
 
 
-def _gate(metrics: dict[str, Any], ctx: TrialContext) -> str:
+def gate_reason(metrics: dict[str, Any], ctx: TrialContext) -> str:
     """Why the design is pruned, or "" to go on."""
     gate = ctx.spec.gate
     if not gate.enabled:
@@ -143,13 +144,32 @@ def _gate(metrics: dict[str, Any], ctx: TrialContext) -> str:
     if estimate < gate.min_accuracy:
         return f"estimated accuracy {estimate:.3f} < gate.min_accuracy {gate.min_accuracy}"
     if ctx.front is not None and len(ctx.front):
-        accuracy, energy = ctx.front[:, 0], ctx.front[:, 1]
-        better = (accuracy >= estimate + gate.dominated_margin) & (energy <= metrics["energy_pj"])
+        estimated, energy = ctx.front[:, 0], ctx.front[:, 1]
+        better = (estimated >= estimate + gate.dominated_margin) & (energy <= metrics["energy_pj"])
         if better.any():
             i = int(np.flatnonzero(better)[0])
-            return (f"dominated: a trained design reached {accuracy[i]:.3f} at {energy[i]:.3g} pJ, this one is estimated "
-                    f"at {estimate:.3f} (margin {gate.dominated_margin}) for {metrics['energy_pj']:.3g} pJ")
+            return (f"dominated: a design on the trained front was estimated at {estimated[i]:.3f} for "
+                    f"{energy[i]:.3g} pJ, this one at {estimate:.3f} (margin {gate.dominated_margin}) for "
+                    f"{metrics['energy_pj']:.3g} pJ")
     return ""
+
+
+def gate_front(complete_rows: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(estimated accuracy, energy pJ) of the designs on the trained (accuracy after fabrication,
+    energy) front, for the gate's dominance rule.
+
+    The gate compares a candidate's estimate with the ESTIMATES of the front designs, like with
+    like: the estimator ranks designs well but its level differs from trained accuracy after
+    fabrication (it sits above it for classification, far below it for segmentation), so
+    comparing an estimate with a trained accuracy would prune too little or nearly everything.
+    """
+    rows = [r for r in complete_rows if all(r.get(k) is not None and np.isfinite(r[k])
+                                            for k in ("accuracy_fabricated", "energy_pj", "est_accuracy"))]
+    if not rows:
+        return []
+    trained = np.array([(r["accuracy_fabricated"], r["energy_pj"]) for r in rows], dtype=float)
+    on_front = non_dominated(trained, ["max", "min"])
+    return [(rows[i]["est_accuracy"], rows[i]["energy_pj"]) for i in np.flatnonzero(on_front)]
 
 
 def _realise(model: HybridONN, design: Design, ctx: TrialContext, metrics: dict[str, Any]) -> HybridONN:

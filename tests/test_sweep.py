@@ -12,13 +12,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import polars as pl
 import pytest
 
 from explore.rows import row_schema
 from explore.spec import load_spec
 from explore.store import read_trials
+from explore.trial import gate_front, gate_reason
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "sweeps" / "tiny.yaml"
@@ -93,3 +96,20 @@ def test_interrupted_sweep_resumes_without_losing_or_duplicating_rows(tmp_path):
     after = rows(tmp_path, overrides)
     assert len(after) == 5 and after["trial_id"].n_unique() == 5, after.select("trial_id", "trial_index", "status")
     assert set(before["trial_id"]) <= set(after["trial_id"])
+
+
+def test_the_gate_compares_estimates_with_the_front_designs_estimates():
+    rows = [  # complete trials: the first two are on the trained (accuracy, energy) front
+        {"accuracy_fabricated": 0.95, "energy_pj": 2e6, "est_accuracy": 0.60},
+        {"accuracy_fabricated": 0.90, "energy_pj": 1e6, "est_accuracy": 0.55},
+        {"accuracy_fabricated": 0.85, "energy_pj": 3e6, "est_accuracy": 0.99},  # dominated: not a rival
+        {"accuracy_fabricated": None, "energy_pj": 1e5, "est_accuracy": 0.99},  # no objective: ignored
+    ]
+    front = gate_front(rows)
+    assert sorted(front) == [(0.55, 1e6), (0.60, 2e6)]
+    spec = load_spec(ROOT / "sweeps" / "tiny.yaml", ["gate.min_accuracy=0.1", "gate.dominated_margin=0.02"])
+    ctx = SimpleNamespace(spec=spec, front=np.array(front))
+    assert gate_reason({"est_accuracy": 0.50, "energy_pj": 3e6}, ctx).startswith("dominated")
+    assert gate_reason({"est_accuracy": 0.59, "energy_pj": 3e6}, ctx) == ""  # within the margin of the best rival
+    assert gate_reason({"est_accuracy": 0.50, "energy_pj": 5e5}, ctx) == ""  # cheaper than every front design
+    assert "min_accuracy" in gate_reason({"est_accuracy": 0.05, "energy_pj": 5e5}, ctx)
