@@ -163,7 +163,7 @@ def energy_from_counts(*, pixels_read: int, digital_macs: int, digital_adds: int
 
 
 def _default_example(model: HybridONN) -> torch.Tensor:
-    return torch.zeros(1, model.optics[0].colours, model.image_size, model.image_size)  # (1, C, S, S)
+    return torch.zeros(1, model.in_channels, model.image_size, model.image_size)  # (1, C_in, S, S)
 
 
 def _macs(model: nn.Module, example: torch.Tensor) -> int:

@@ -48,7 +48,7 @@ class HybridONN(nn.Module):
                  generator: torch.Generator | None = None):
         super().__init__()
         self.design = design
-        self.image_size = image_size
+        self.in_channels, self.image_size = in_channels, image_size
         groups = design.groups or (design.kernels(),)
         if image_size % 2 ** (len(groups) - 1):
             raise ValueError(f"image size {image_size} is not divisible by the coarsest group scale "

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from onn.design import PRESETS
+from onn.energy import hybrid_energy
 from onn.layers import OpticalConv, match_colours
 from onn.models import HybridONN
 from onn.optics import constants as C
@@ -147,4 +148,5 @@ def test_a_colour_camera_sees_the_scene_channels_of_its_wavelengths(wavelengths,
     layer = model.optics[0]
     assert torch.equal(match_colours(scene, layer.colours, layer.channels), scene[:, list(channels)])
     assert model(scene).shape == (2, 4)
+    assert hybrid_energy(model).total_pj > 0  # MACs counted on an example scene of the model's input channels
     assert PRESETS["mono"].image_channels is None  # a mono camera sees the mean of a colour scene
