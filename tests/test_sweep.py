@@ -19,9 +19,13 @@ import polars as pl
 import pytest
 
 from explore.rows import row_schema
-from explore.spec import load_spec
+from explore.point import base_design, design_point
+from explore.spec import load_spec, parse_spec
 from explore.store import read_trials
-from explore.trial import gate_front, gate_reason
+from explore.trial import TrialContext, gate_front, gate_reason, run_trial
+from onn.data import load_dataset
+from onn.energy import get_constants
+from onn.teachers import build_teacher
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "sweeps" / "tiny.yaml"
@@ -113,3 +117,25 @@ def test_the_gate_compares_estimates_with_the_front_designs_estimates():
     assert gate_reason({"est_accuracy": 0.59, "energy_pj": 3e6}, ctx) == ""  # within the margin of the best rival
     assert gate_reason({"est_accuracy": 0.50, "energy_pj": 5e5}, ctx) == ""  # cheaper than every front design
     assert "min_accuracy" in gate_reason({"est_accuracy": 0.05, "energy_pj": 5e5}, ctx)
+
+
+@pytest.mark.parametrize("wavelengths", ["gb", "rg"])
+def test_a_two_colour_design_on_colour_scenes_runs_every_stage(wavelengths):
+    spec = parse_spec({
+        "name": "two_colour", "task": {"dataset": "photo_tiny"},
+        "fixed": {"wavelengths": wavelengths, "aperture_mm": 1.4, "mask_res": 224, "kernel_size": 5, "pool": 4},
+        "space": {"backend_width": {"type": "choice", "values": [16]}},
+        "training": {"epochs": 1, "batch_size": 32},
+        "objectives": [{"metric": "accuracy_fabricated", "direction": "max"},
+                       {"metric": "energy_pj", "direction": "min"}],
+        "gate": {"n_train": 40, "n_test": 20, "n_frontends": 1},
+        "fabrication": {"draws": 1, "compensation_fraction": 0.2},
+        "realisation": {"steps": 2},
+        "budget": {"trials": 1}})
+    data = load_dataset("photo_tiny")
+    teacher = build_teacher("alexnet", data).eval()  # untrained: the trial only needs its logits and NTK
+    params = {**spec.fixed, "backend_width": 16}
+    point = design_point(params, base=base_design(data.channels, data.task), training=spec.training, seed=0)
+    metrics = run_trial(point, TrialContext(spec=spec, data=data, teacher=teacher, energy=get_constants("default")))
+    assert metrics["status"] == "complete", metrics.get("reason")
+    assert metrics["colours"] == 2 and metrics["energy_pj"] > 0
