@@ -12,6 +12,7 @@ prefixed ``train.`` (fields of `onn.train.TrainConfig`).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from dataclasses import fields as dataclass_fields
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from onn.data import DATASETS
 from onn.energy import CONSTANTS as ENERGY_CONSTANTS
 from onn.energy import EnergyConstants
+from onn.fabrication import KernelErrors, PhysicalErrors, default_kernel_errors
 from onn.optics.constants import WAVELENGTH_SETS_NM
 from onn.teachers import TEACHERS
 from onn.train import TrainConfig
@@ -156,6 +158,27 @@ class Fabrication(Strict):
     compensation_fraction: float = Field(0.1, gt=0.0, le=1.0)
     compensation_epochs: float = Field(1.0, gt=0.0)
 
+    @model_validator(mode="after")
+    def _valid_errors(self):
+        """``errors`` overrides fields of the level's error model, with its own range checks."""
+        model = KernelErrors if self.level == "kernel" else PhysicalErrors
+        unknown = sorted(set(self.errors) - {f.name for f in dataclass_fields(model)})
+        if unknown:
+            allowed = ", ".join(f.name for f in dataclass_fields(model))
+            raise ValueError(f"errors: unknown {self.level}-level error field(s) {unknown}; allowed: {allowed}")
+        try:
+            self.error_model()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"errors: {exc}") from None
+        return self
+
+    def error_model(self, colours: int = 1) -> KernelErrors | PhysicalErrors:
+        """The level's error model: SPEC §4 defaults (kernel noise by colour count) + ``errors``."""
+        errors = {k: tuple(v) if isinstance(v, list) else v for k, v in self.errors.items()}  # YAML lists
+        if self.level == "physical":
+            return PhysicalErrors(**errors)
+        return dataclasses.replace(default_kernel_errors(colours), **errors)
+
 
 class Realisation(Strict):
     enabled: bool = True
@@ -233,6 +256,13 @@ class SweepSpec(Strict):
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives repeat a metric: {metrics}")
         return value
+
+    @model_validator(mode="after")
+    def _physical_needs_realisation(self):
+        if self.fabrication.enabled and self.fabrication.level == "physical" and not self.realisation.enabled:
+            raise ValueError("fabrication.level: physical perturbs the inverse-designed metasurface; set "
+                             "realisation.enabled: true (or use fabrication.level: kernel)")
+        return self
 
     @model_validator(mode="after")
     def _disjoint(self):

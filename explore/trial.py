@@ -31,7 +31,7 @@ from onn.data import TaskData
 from onn.design import Design
 from onn.energy import EnergyConstants, digital_conv_energy, hybrid_energy
 from onn.estimator import estimate_accuracy
-from onn.fabrication import KernelErrors, default_kernel_errors, freeze_realised, realise
+from onn.fabrication import freeze_realised, realise
 from onn.models import HybridONN, build_hybrid
 from onn.optics.validity import InfeasibleDesign
 from onn.robustness import compensate, draw_generator, make_draw, robustness
@@ -108,11 +108,11 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) ->
     clock.metrics.update(accuracy_ideal=result.test_metric, accuracy_val=result.val_metric,
                          train_s=result.seconds, train_steps=result.steps)
 
-    system = model
+    system, physics = model, {}
     if spec.realisation.enabled:
-        system = clock.run("realise", lambda: _realise(model, point.design, ctx, clock.metrics))
-    clock.run("fabricate", lambda: clock.metrics.update(_fabricate(system, point, ctx)))
-    clock.run("compensate", lambda: clock.metrics.update(_compensate(system, point, ctx)))
+        system, physics = clock.run("realise", lambda: _realise(model, point.design, ctx, clock.metrics))
+    clock.run("fabricate", lambda: clock.metrics.update(_fabricate(system, point, ctx, physics)))
+    clock.run("compensate", lambda: clock.metrics.update(_compensate(system, point, ctx, physics)))
     return clock.finish("complete")
 
 
@@ -172,10 +172,12 @@ def gate_front(complete_rows: list[dict[str, Any]]) -> list[tuple[float, float]]
     return [(rows[i]["est_accuracy"], rows[i]["energy_pj"]) for i in np.flatnonzero(on_front)]
 
 
-def _realise(model: HybridONN, design: Design, ctx: TrialContext, metrics: dict[str, Any]) -> HybridONN:
+def _realise(model: HybridONN, design: Design, ctx: TrialContext,
+             metrics: dict[str, Any]) -> tuple[HybridONN, dict[str, tuple]]:
     """Inverse-design the trained kernels at the design's mask resolution, one kernel group at a
     time (each at its own kernel pixel); the realised system (ideal physics, no fabrication
-    error) replaces the kernel-level one from here on. Errors are means over kernels."""
+    error) replaces the kernel-level one from here on. Errors are means over kernels. Also
+    returns the inverse designs and geometries, which physical fabrication errors act on."""
     geometries = design.geometries()
     generator = torch.Generator().manual_seed(ctx.spec.seed)
     results = [realise(model, geometry, group=group, steps=ctx.spec.realisation.steps, generator=generator)
@@ -185,29 +187,23 @@ def _realise(model: HybridONN, design: Design, ctx: TrialContext, metrics: dict[
     mean = lambda field: sum(c * statistics.fmean(getattr(r, field)) for c, r in zip(counts, results)) / sum(counts)
     metrics.update(realised_kernel_error=mean("kernel_error"), realised_design_error=mean("design_error"),
                    accuracy_realised=headline(evaluate(realised, ctx.data.test, ctx.data.task, device=ctx.device)))
-    return realised
+    return realised, {"design": tuple(results), "geometry": geometries}
 
 
-def _errors(point: DesignPoint, ctx: TrialContext) -> KernelErrors:
-    fab = ctx.spec.fabrication
-    if fab.level == "physical":
-        raise NotImplementedError("fabrication.level: physical is not wired into the sweep yet; use kernel")
-    base = default_kernel_errors(point.design.colours)
-    return dataclasses.replace(base, **fab.errors) if fab.errors else base
-
-
-def _fabricate(system: HybridONN, point: DesignPoint, ctx: TrialContext) -> dict[str, Any]:
+def _fabricate(system: HybridONN, point: DesignPoint, ctx: TrialContext, physics: dict[str, tuple]) -> dict[str, Any]:
+    """Monte Carlo over fabrication draws; ``physics`` (the realisation's inverse designs and
+    geometries) is what physical-level errors perturb."""
     fab = ctx.spec.fabrication
     if not fab.enabled:
         return {}
-    check = robustness(system, ctx.data.test, ctx.data.task, _errors(point, ctx), fab.draws, ctx.spec.seed,
-                       device=ctx.device)
+    check = robustness(system, ctx.data.test, ctx.data.task, fab.error_model(point.design.colours), fab.draws,
+                       ctx.spec.seed, device=ctx.device, **physics)
     return {"accuracy_fabricated_raw": check.mean, "accuracy_fabricated_raw_std": check.std,
             "accuracy_fabricated_raw_p5": check.p5, "accuracy_fabricated": check.mean,
             "accuracy_fabricated_std": check.std, "accuracy_fabricated_p5": check.p5}
 
 
-def _compensate(system: HybridONN, point: DesignPoint, ctx: TrialContext) -> dict[str, Any]:
+def _compensate(system: HybridONN, point: DesignPoint, ctx: TrialContext, physics: dict[str, tuple]) -> dict[str, Any]:
     """Fine-tune the backend of each fabricated draw (optics frozen) on a fraction of the
     training split; the compensated accuracies replace the raw ones as ``accuracy_fabricated``."""
     fab = ctx.spec.fabrication
@@ -215,10 +211,10 @@ def _compensate(system: HybridONN, point: DesignPoint, ctx: TrialContext) -> dic
         return {}
     method = {"task": "none", "ntkd": "ntkd"}[fab.compensation]
     config = dataclasses.replace(point.train, epochs=fab.compensation_epochs)
-    errors = _errors(point, ctx)
+    errors = fab.error_model(point.design.colours)
     accuracies = []
     for draw in range(fab.draws):
-        made = make_draw(system, errors, draw_generator(ctx.spec.seed, draw))
+        made = make_draw(system, errors, draw_generator(ctx.spec.seed, draw), **physics)
         result = compensate(made, ctx.data.train, ctx.data.task, teacher=ctx.teacher, method=method,
                             fraction=fab.compensation_fraction, config=config, seed=ctx.spec.seed + draw,
                             evaluate_on={"test": ctx.data.test}, device=ctx.device)

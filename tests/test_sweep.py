@@ -139,3 +139,18 @@ def test_a_two_colour_design_on_colour_scenes_runs_every_stage(wavelengths):
     metrics = run_trial(point, TrialContext(spec=spec, data=data, teacher=teacher, energy=get_constants("default")))
     assert metrics["status"] == "complete", metrics.get("reason")
     assert metrics["colours"] == 2 and metrics["energy_pj"] > 0
+
+
+def test_physical_fabrication_errors_run_through_the_realised_metasurface():
+    spec = load_spec(ROOT / "sweeps" / "tiny.yaml", [
+        "fabrication.level=physical", "fabrication.errors.width_sigma_nm=40", "fabrication.errors.misalignment_px=0.5",
+        "realisation.steps=2", "gate.n_train=60", "gate.n_test=30"])
+    data = load_dataset("digits")
+    teacher = build_teacher("lenet5", data).eval()  # untrained: the trial only needs its logits and NTK
+    params = {**spec.fixed, "aperture_mm": 1.3, "mask_res": 128, "backend_width": 8}
+    point = design_point(params, base=base_design(data.channels, data.task), training=spec.training, seed=0)
+    metrics = run_trial(point, TrialContext(spec=spec, data=data, teacher=teacher, energy=get_constants("default")))
+    assert metrics["status"] == "complete", metrics.get("reason")
+    # 40 nm width errors and half-pixel misalignment move the accuracy away from the realised system's
+    assert metrics["accuracy_fabricated_raw"] != metrics["accuracy_realised"]
+    assert metrics["t_fabricate_s"] > 0 and 0 <= metrics["accuracy_fabricated"] <= 1
