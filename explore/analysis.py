@@ -141,7 +141,8 @@ class GateSavings:
     def sentence(self) -> str:
         if not self.pruned:
             return f"The estimator gate pruned no design ({self.complete} trained): it saved no compute here."
-        return (f"The estimator gate pruned {self.pruned} designs in {self.pruned_s:.0f} s; training them like the "
+        designs = "design" if self.pruned == 1 else "designs"
+        return (f"The estimator gate pruned {self.pruned} {designs} in {self.pruned_s:.0f} s; training them like the "
                 f"{self.complete} complete trials (median {self.avoided_s / self.pruned:.0f} s each) would have cost "
                 f"{self.saved_s / 60:.1f} min more: {100 * self.saved_fraction:.0f} % of the compute without the gate.")
 

@@ -36,13 +36,13 @@ FRONT_ACTOR = "explore-front-{name}"
 
 
 class StagedOptunaSearch(OptunaSearch):
-    """`OptunaSearch` that tells Optuna PRUNED for a trial whose objectives are NaN (pruned,
-    infeasible or diverged: not finished) instead of COMPLETE with NaN, which Optuna rejects.
-    TPE counts pruned trials among the bad examples, so the sampler learns to avoid those regions,
-    while only finished trials' values are told as complete."""
+    """`OptunaSearch` that tells Optuna PRUNED for a trial that did not finish (pruned, infeasible
+    or diverged) or has a NaN objective, instead of COMPLETE with partial values (a pruned design
+    has an energy but no trained accuracy). TPE counts pruned trials among the bad examples, so
+    the sampler learns to avoid those regions, while only finished trials' values are told."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if result and any(_missing(result.get(m)) for m in self.metric):
+        if result and (result.get("status") != "complete" or any(_missing(result.get(m)) for m in self.metric)):
             result = None  # OptunaSearch tells PRUNED for no result without an error
         super().on_trial_complete(trial_id, result, error)
 
@@ -253,8 +253,8 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
     metrics = run_trial(point, context, trial_index=index)
     metrics.update(config_hash=point.config_hash, host=socket.gethostname(), node_ip=ray.util.get_node_ip_address(),
                    pid=os.getpid(), started_unix_s=started, finished_unix_s=time.time())
-    for metric in spec.metrics:  # objectives only for finished designs (NaN -> told PRUNED)
-        if metrics["status"] != "complete" or metrics.get(metric) is None:
+    for metric in spec.metrics:  # every objective key present (Tune checks); a pruned design keeps its
+        if metrics.get(metric) is None:  # energy, which the report plots; Optuna sees only complete ones
             metrics[metric] = float("nan")
     tune.report(metrics)
 

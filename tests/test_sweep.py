@@ -81,6 +81,8 @@ def test_tiny_sweep_end_to_end_with_a_raising_and_a_diverging_trial(tmp_path):
     assert (complete["t_total_s"] > 0).all() and complete["host"].is_not_null().all()
     unfinished = frame.filter(pl.col("status") != "complete")
     assert unfinished["accuracy_fabricated"].is_null().all()  # never on a front as if trained
+    pruned = frame.filter(status="pruned")  # but a pruned design keeps its estimate and energy for the report
+    assert pruned["energy_pj"].is_not_null().all() and pruned["est_accuracy"].is_not_null().all()
     assert (tmp_path / "tiny" / "sweep.yaml").exists()
 
 
