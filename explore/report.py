@@ -28,6 +28,7 @@ from explore import charts, page
 from explore.analysis import (METRIC_COLUMNS, ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED,
                               ROLE_UNSCORED, Analysis, gate_savings, load, spearman)
 from explore.charts import STAGES
+from onn.data import TASKS
 from explore.spec import Choice, FloatRange, IntRange
 
 MAX_ROBUSTNESS = 60  # front designs drawn on the robustness chart (lowest energy first)
@@ -222,6 +223,9 @@ def write_report(folder: str | Path, *, png: bool = True) -> Path:
              f"{a.spec.budget.trials} planned (the report reads the trial table as it is; rerun "
              f"`python -m explore.report {folder}` to refresh a running sweep). "
              f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}."]
+    if TASKS.get(a.spec.task.dataset) == "segment":
+        intro.append("A segmentation task: every accuracy in this report (estimated, ideal, realised, after "
+                     "fabrication) is the foreground IoU on the test split, from 0 to 1.")
     savings = gate_savings(a.rows)
     if savings is not None:
         intro.append(savings.sentence())

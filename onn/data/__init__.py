@@ -44,6 +44,7 @@ class TaskData:
 
 # name -> loader(root) -> (train, val, test, meta); a plain dict so sweep files can name entries.
 DATASETS: dict[str, Callable[..., TaskData]] = {}
+TASKS: dict[str, str] = {}  # dataset name -> "classify" or "segment", known without loading
 
 
 def _register(name: str, task: str, loader: Callable, description: str) -> None:
@@ -53,6 +54,7 @@ def _register(name: str, task: str, loader: Callable, description: str) -> None:
         return TaskData(name, task, train, val, test, n_classes, channels, image_size, description)
 
     DATASETS[name] = build
+    TASKS[name] = task
 
 
 _register("mnist", "classify", classify.mnist,
@@ -90,4 +92,4 @@ def _load_cached(name: str, root: str | None) -> TaskData:
     return DATASETS[name](root)
 
 
-__all__ = ["DATASETS", "DatasetError", "TaskData", "load_dataset"]
+__all__ = ["DATASETS", "TASKS", "DatasetError", "TaskData", "load_dataset"]
