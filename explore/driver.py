@@ -201,12 +201,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
               file=sys.stderr)
         return 130
     if report:
-        try:
-            from explore.report import write_report
-        except ImportError:
-            print("(report: explore.report is not built yet)")
-        else:
-            print(f"report: {write_report(folder)}")
+        from explore.report import write_report  # here: Altair is slow to import
+
+        print(f"report: {write_report(folder)}")
     return 0
 
 
