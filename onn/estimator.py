@@ -47,7 +47,7 @@ Segmentation, seg preset on the nuclei tiles (256 train / 32 val / 64 test tiles
 1 thread, shared machine): foreground IoU 0.61 in 4.5 s; 14 kernels (2/4/8) 0.28, 3 kernels
 (1/1/1) 0.19, with the spread over frontends large for few kernels (±0.1-0.2). Trained hybrids
 reach ~0.83 and Otsu 0.78 on the same region: the segmentation estimate is a ranking signal far
-below trained IoU, not a prediction of it (sweeps/seg.yaml turns the gate's dominance rule off).
+below trained IoU, not a prediction of it (the sweep's gate compares estimates with estimates).
 """
 
 from __future__ import annotations

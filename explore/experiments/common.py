@@ -4,6 +4,7 @@ threads; and the process set-up that must happen before any work."""
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 import torch
@@ -24,3 +25,13 @@ def parse_and_start(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     if args.threads:
         torch.set_num_threads(args.threads)
     return args
+
+
+def mean_std(values: list[float]) -> str:
+    """"mean ± std" (sample std) of the non-NaN values; the value alone for one; "–" for none."""
+    values = [v for v in values if v == v]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"

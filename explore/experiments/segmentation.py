@@ -41,7 +41,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from explore.experiments.common import add_run_arguments, parse_and_start
+from explore.experiments.common import add_run_arguments, mean_std, parse_and_start
 from explore.point import design_point
 from explore.systems import build_student
 from onn.data import load_dataset
@@ -175,15 +175,6 @@ def fabrication_rows(model, seed: int, data, teacher, s: Settings, device: str) 
     return rows
 
 
-def _mean_std(values: list[float]) -> str:
-    values = [v for v in values if v == v]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
 def markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> str:
     design = seg_design(s.backend_width)
     hybrids = frame.filter(kind="hybrid")
@@ -207,7 +198,7 @@ def markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> 
         group = hybrids.filter(method=method)
         if not len(group):
             continue
-        cell = lambda column: _mean_std(group[column].to_list())
+        cell = lambda column: mean_std(group[column].to_list())
         lines.append(f"| hybrid | {METHOD_NAMES[method]} | {cell('test_miou_pct')} | {cell('test_iou_pct')} | "
                      f"{cell('test_dice_pct')} | {cell('val_iou_pct')} | {len(group)} | {PAPER_MIOU[method]} | "
                      f"{group['train_s'].mean():.0f} |")
@@ -260,7 +251,7 @@ def fabrication_markdown(frame: pl.DataFrame, s: Settings) -> list[str]:
              "| metric | ideal | no compensation | task-loss fine-tune | NTKD fine-tune |", "|---|---|---|---|---|"]
     methods = ("ideal", "no compensation", *COMPENSATIONS)
     for metric, column in (("mIoU %", "test_miou_pct"), ("IoU %", "test_iou_pct")):
-        cells = [_mean_std(frame.filter(method=m)[column].to_list()) for m in methods]
+        cells = [mean_std(frame.filter(method=m)[column].to_list()) for m in methods]
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     lines.append("| paper mIoU % (Carvana, hardware) | – | " + " | ".join(str(v) for v in PAPER_FABRICATED_MIOU.values()) + " |")
     return lines

@@ -37,7 +37,7 @@ import polars as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from explore.experiments.common import add_run_arguments, parse_and_start
+from explore.experiments.common import add_run_arguments, mean_std, parse_and_start
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
@@ -150,17 +150,11 @@ def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
     lines += ["", "| system | data | ideal % | no compensation % | task-loss fine-tune % | NTKD fine-tune % | paper (fabricated) |",
               "|---|---|---|---|---|---|---|"]
     for (name,), group in frame.group_by("system", maintain_order=True):
-        cell = lambda method: _mean_std(group.filter(pl.col("method") == method)["test_accuracy_pct"].to_list())
+        cell = lambda method: mean_std(group.filter(pl.col("method") == method)["test_accuracy_pct"].to_list())
         paper = " / ".join(f"{v:g}" for v in PAPER[name]) if name in PAPER else "–"
         lines.append(f"| {name} | {group['dataset'][0]} | {cell('ideal')} | {cell('no compensation')} | "
                      f"{cell('task-loss fine-tune')} | {cell('NTKD fine-tune')} | {paper} |")
     return "\n".join(lines) + "\n"
-
-
-def _mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 # --- accuracy vs error magnitude ----------------------------------------------------------------
