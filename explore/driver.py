@@ -7,6 +7,7 @@ callback turns each report (or each final error) into exactly one Parquet row.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -181,6 +182,9 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
             run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=spec.budget.max_retries),
                                       callbacks=[RowWriter(spec, code_version())]))
+    # Tune's result grid reads per-trial result files, which this driver turns off (the rows are in
+    # the Parquet store); without this it warns "Could not fetch metrics" for every trial at the end.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     start = time.time()
     try:
         tuner.fit()
