@@ -22,14 +22,7 @@ TINY = Design(aperture_mm=2.0, suboptic_mm=0.3, mask_res=128, n_kernels=4, kerne
 ROOMY = TINY.with_(aperture_mm=3.2)  # holds 32 signed kernels of 0.3 mm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The kernel loops run many small ops; on a loaded 2-core machine torch's OpenMP threads spin
-    against each other (measured: 25x slower with 2 threads than with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small ops (conftest.one_thread)
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ from onn.train import evaluate
 SEG = PRESETS["seg"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small ops: torch's second thread only spins against the first on a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small ops (conftest.one_thread)
 
 
 @pytest.fixture(scope="module")
