@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -34,8 +33,7 @@ def replay(folder: Path, margin: float) -> dict:
             continue
         earlier = [r for r in rows[:i] if r["status"] == "complete" and r["trial_id"] not in pruned]
         front = gate_front(earlier)
-        ctx = SimpleNamespace(spec=spec, front=np.array(front) if front else None)
-        if gate_reason(row, ctx):
+        if gate_reason(row, spec.gate, np.array(front) if front else None):
             pruned.append(row["trial_id"])
             saved_s += row["t_total_s"] - (row["t_validity_s"] or 0.0) - (row["t_estimate_s"] or 0.0)
             if row["trial_id"] in front_ids:

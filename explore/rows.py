@@ -13,7 +13,6 @@ import polars as pl
 
 from explore.spec import Choice, FloatRange, IntRange, SweepSpec
 
-Status = str  # "complete" | "pruned" | "infeasible" | "failed"
 STATUSES = ("complete", "pruned", "infeasible", "failed")
 STAGES = ("validity", "estimate", "gate", "train", "realise", "fabricate", "compensate")
 

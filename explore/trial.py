@@ -26,7 +26,7 @@ import torch
 
 from explore.pareto import non_dominated
 from explore.point import DesignPoint
-from explore.spec import SweepSpec
+from explore.spec import Gate, SweepSpec
 from onn.data import TaskData
 from onn.design import Design
 from onn.energy import EnergyConstants, digital_conv_energy, hybrid_energy
@@ -87,7 +87,7 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) ->
     clock.metrics.update(_describe(point.design, model))
 
     clock.run("estimate", lambda: clock.metrics.update(_estimate(point, model, ctx)))
-    reason = clock.run("gate", lambda: gate_reason(clock.metrics, ctx))
+    reason = clock.run("gate", lambda: gate_reason(clock.metrics, spec.gate, ctx.front))
     if reason:
         return clock.finish("pruned", reason)
 
@@ -135,16 +135,15 @@ def _estimate(point: DesignPoint, model: HybridONN, ctx: TrialContext) -> dict[s
             "energy_all_digital_pj": digital.total_pj, "macs": energy.digital_macs, "pixels_read": energy.pixels_read}
 
 
-def gate_reason(metrics: dict[str, Any], ctx: TrialContext) -> str:
-    """Why the design is pruned, or "" to go on."""
-    gate = ctx.spec.gate
+def gate_reason(metrics: dict[str, Any], gate: Gate, front: np.ndarray | None) -> str:
+    """Why the design is pruned, or "" to go on; ``front`` is `gate_front`'s (k, 2) points."""
     if not gate.enabled:
         return ""
     estimate = metrics["est_accuracy"]
     if estimate < gate.min_accuracy:
         return f"estimated accuracy {estimate:.3f} < gate.min_accuracy {gate.min_accuracy}"
-    if ctx.front is not None and len(ctx.front):
-        estimated, energy = ctx.front[:, 0], ctx.front[:, 1]
+    if front is not None and len(front):
+        estimated, energy = front[:, 0], front[:, 1]
         better = (estimated >= estimate + gate.dominated_margin) & (energy <= metrics["energy_pj"])
         if better.any():
             i = int(np.flatnonzero(better)[0])
@@ -215,10 +214,9 @@ def _compensate(system: HybridONN, point: DesignPoint, ctx: TrialContext, physic
     accuracies = []
     for draw in range(fab.draws):
         made = make_draw(system, errors, draw_generator(ctx.spec.seed, draw), **physics)
-        result = compensate(made, ctx.data.train, ctx.data.task, teacher=ctx.teacher, method=method,
-                            fraction=fab.compensation_fraction, config=config, seed=ctx.spec.seed + draw,
-                            evaluate_on={"test": ctx.data.test}, device=ctx.device)
-        accuracies.append(dict(result.after)["test"])
+        compensate(made, ctx.data.train, ctx.data.task, teacher=ctx.teacher, method=method,
+                   fraction=fab.compensation_fraction, config=config, seed=ctx.spec.seed + draw, device=ctx.device)
+        accuracies.append(headline(evaluate(made, ctx.data.test, ctx.data.task, device=ctx.device)))
     return {"accuracy_fabricated": statistics.fmean(accuracies),
             "accuracy_fabricated_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
             "accuracy_fabricated_p5": float(np.percentile(accuracies, 5))}

@@ -78,15 +78,15 @@ def _relu_pair_terms(gram: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Ten
     Uses κ₀ Θ₀ = sqrt(ab) ρ (π − θ) / π, so both sums share one arccos; the sqrt(ab) weights are
     applied inside the reduction (j first: the contiguous axis).
     """
-    inv_a = torch.where(norm_a > 0, 1 / norm_a, 0.0)[:, :, :, None, None]  # zero patch: ρ = 0, weight 0
-    inv_b = torch.where(norm_b > 0, 1 / norm_b, 0.0)[:, None, None]
+    inv_a = torch.where(norm_a > 0, 1 / norm_a, 0.0)[:, :, :, None, None]  # (P, A, p², 1, 1); zero patch: ρ = 0
+    inv_b = torch.where(norm_b > 0, 1 / norm_b, 0.0)[:, None, None]  # (P, 1, 1, B, p²)
     rho = gram.mul_(inv_a).mul_(inv_b).clamp_(-1.0, 1.0)
     slope = _acos(-rho).mul_(rho)  # (π − θ) ρ
     sine = rho.mul_(rho).neg_().add_(1.0).clamp_(min=0.0).sqrt_()  # sin θ = sqrt(1 − ρ²), in place
     sine.add_(slope)  # sin θ + (π − θ) cos θ
 
     def weighted_sum(terms: torch.Tensor) -> torch.Tensor:
-        per_i = terms.mul_(norm_b[:, None, None]).sum(-1)  # (P, A, p², B)
+        per_i = terms.mul_(norm_b[:, None, None]).sum(-1)  # norm_b as (P, 1, 1, B, p²) -> (P, A, p², B)
         return (per_i * norm_a[..., None]).sum((0, 2))  # (A, B)
 
     return weighted_sum(sine), weighted_sum(slope)

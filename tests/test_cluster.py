@@ -123,7 +123,7 @@ def test_killing_the_worker_node_mid_sweep_loses_no_trial(cluster, tmp_path):
     else:
         pytest.fail("no trial was scheduled on the worker node")
     kill_marked(cluster["worker"])
-    out = finish(process, timeout_s=900)
+    finish(process, timeout_s=900)
     frame = rows(tmp_path, *overrides)
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6, frame.select("trial_index", "status", "reason")
     assert set(frame["status"]) <= {"complete", "pruned", "infeasible", "failed"}

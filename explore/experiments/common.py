@@ -11,6 +11,9 @@ import torch
 
 from explore.runtime import ensure_malloc_env
 
+# Backend fine-tuning after fabrication: row label -> `onn.robustness.compensate` method.
+COMPENSATIONS = {"task-loss fine-tune": "none", "NTKD fine-tune": "ntkd"}
+
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--out", type=Path, default=Path(default_out))

@@ -41,7 +41,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from explore.experiments.common import add_run_arguments, mean_std, parse_and_start
+from explore.experiments.common import COMPENSATIONS, add_run_arguments, mean_std, parse_and_start
 from explore.point import design_point
 from explore.systems import build_student
 from onn.data import load_dataset
@@ -57,7 +57,6 @@ from onn.train import TrainConfig, evaluate, fit
 PAPER_MIOU = {"teacher": 95.4, "none": 74.3, "kd": 86.7, "ntkd": 91.5}  # Carvana, simulation
 PAPER_FABRICATED_MIOU = {"no compensation": 49.7, "task-loss fine-tune": 62.7, "NTKD fine-tune": 81.2}
 METHODS = ("none", "kd", "ntkd")
-COMPENSATIONS = {"task-loss fine-tune": "none", "NTKD fine-tune": "ntkd"}
 METHOD_NAMES = {"none": "no transfer (task loss)", "kd": "KD", "ntkd": "NTKD"}
 
 

@@ -37,7 +37,7 @@ import polars as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from explore.experiments.common import add_run_arguments, mean_std, parse_and_start
+from explore.experiments.common import COMPENSATIONS, add_run_arguments, mean_std, parse_and_start
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
@@ -46,7 +46,6 @@ from onn.robustness import compensate, draw_generator, robustness
 from onn.train import TrainConfig, evaluate, fit, headline
 
 PAPER = {"mono": (89.2, 93.2, 95.1), "poly": (47.3, 70.4, 74.9)}  # no comp. / task / NTKD, fabricated
-COMPENSATIONS = {"task-loss fine-tune": "none", "NTKD fine-tune": "ntkd"}
 
 
 @dataclasses.dataclass(frozen=True)
