@@ -119,6 +119,15 @@ class RowWriter(tune.Callback):
                 pass  # no board (e.g. after a restore before it was recreated): the gate checks the bar only
 
 
+def optuna_sampler(spec: SweepSpec):
+    """The sweep file's ``search.sampler``, seeded with the sweep's seed."""
+    import optuna
+
+    if spec.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.search.startup_trials)
+
+
 def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str:
     counts = dict.fromkeys(STATUSES, 0)
     for status in frame["status"].to_list():
@@ -173,7 +182,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
         tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
-        searcher = StagedOptunaSearch(metric=spec.metrics, mode=spec.directions, seed=spec.seed)
+        searcher = StagedOptunaSearch(metric=spec.metrics, mode=spec.directions, sampler=optuna_sampler(spec))
         tuner = tune.Tuner(
             trainable, param_space=tune_space(spec),
             tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, spec.budget.concurrency),
@@ -237,7 +246,7 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
     from onn.teachers import build_teacher
 
     torch.set_num_threads(max(1, int(spec.budget.cpus_per_trial)))
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     data = load_dataset(spec.task.dataset, spec.task.root)  # per trial: each trial is a fresh actor (0.3 s for MNIST)
     teacher = build_teacher(teacher_name, data)
     teacher.load_state_dict(teacher_state)
@@ -253,7 +262,8 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
     index = _worker_trial_index()
     metrics = run_trial(point, context, trial_index=index)
     metrics.update(config_hash=point.config_hash, host=socket.gethostname(), node_ip=ray.util.get_node_ip_address(),
-                   pid=os.getpid(), started_unix_s=started, finished_unix_s=time.time())
+                   pid=os.getpid(), started_unix_s=started, finished_unix_s=time.time(),
+                   cpu_s=time.process_time() - cpu_started)
     for metric in spec.metrics:  # every objective key present (Tune checks); a pruned design keeps its
         if metrics.get(metric) is None:  # energy, which the report plots; Optuna sees only complete ones
             metrics[metric] = float("nan")

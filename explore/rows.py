@@ -41,6 +41,7 @@ BASE_SCHEMA: dict[str, pl.DataType] = {
     "accuracy_fabricated": pl.Float64, "accuracy_fabricated_std": pl.Float64, "accuracy_fabricated_p5": pl.Float64,
     # stage timings
     **{f"t_{stage}_s": pl.Float64 for stage in STAGES}, "t_total_s": pl.Float64,
+    "cpu_s": pl.Float64,  # CPU time of the trial's worker process (all its threads), loading and set-up included
 }
 
 

@@ -203,6 +203,11 @@ class Energy(Strict):
         return self
 
 
+class Search(Strict):
+    sampler: Literal["tpe", "random"] = "tpe"  # Optuna's multi-objective TPE, or uniform random
+    startup_trials: int = Field(10, ge=0)  # tpe: random proposals before the model is used (Optuna's default)
+
+
 class Budget(Strict):
     trials: int = Field(ge=1)
     concurrency: int = Field(1, ge=1)
@@ -222,6 +227,7 @@ class SweepSpec(Strict):
     fabrication: Fabrication = Fabrication()
     realisation: Realisation = Realisation()
     energy: Energy = Energy()
+    search: Search = Search()
     budget: Budget
     seed: int = 0
     output: str = "results"

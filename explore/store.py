@@ -92,8 +92,14 @@ def read_trials(folder: str | Path, schema: Mapping[str, pl.DataType] | None = N
         frames.append(_frame(journal, schema))
     if not frames:
         return pl.DataFrame(schema=schema or {"trial_id": pl.String})
-    frame = pl.concat([f.cast(dict(schema)) if schema else f for f in frames], how="diagonal_relaxed")
+    frame = pl.concat([_conform(f, schema) for f in frames], how="diagonal_relaxed")
     return frame.unique("trial_id", keep="last", maintain_order=True)
+
+
+def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """``frame`` cast to ``schema``; a column that a part written by older code lacks reads as nulls."""
+    missing = [pl.lit(None, dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
+    return frame.with_columns(missing).cast(dict(schema))
 
 
 def compact(folder: str | Path, schema: Mapping[str, pl.DataType]) -> None:
@@ -102,7 +108,7 @@ def compact(folder: str | Path, schema: Mapping[str, pl.DataType]) -> None:
     parts = sorted(folder.glob("part-*.parquet"))
     if len(parts) < 2:
         return
-    merged = pl.concat([pl.read_parquet(p).cast(dict(schema)) for p in parts], how="diagonal_relaxed")
+    merged = pl.concat([_conform(pl.read_parquet(p), schema) for p in parts], how="diagonal_relaxed")
     merged = merged.unique("trial_id", keep="last", maintain_order=True)
     _atomic_parquet(merged, folder / f"part-{_next_part(folder):05d}.parquet")
     for part in parts:

@@ -50,6 +50,9 @@ def planned(spec: SweepSpec) -> str:
         lines.append(f"  {name:22s} {domain.model_dump(exclude={'type'})}  # {PARAMETERS[name]}")
     if spec.fixed:
         lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in spec.fixed.items()))
+    search = spec.search
+    lines.append(f"search: {search.sampler}" + (f" ({search.startup_trials} random start-up trials)"
+                                                if search.sampler == "tpe" else ""))
     gate = spec.gate
     lines.append(f"gate: {'on' if gate.enabled else 'off'} (estimate >= {gate.min_accuracy}, dominated margin "
                  f"{gate.dominated_margin}, estimator on {gate.n_train} samples)")

@@ -26,15 +26,20 @@ class ChannelAffine(nn.Module):
         return x * self.scale[:, None, None] + self.bias[:, None, None]
 
 
-def mlp_backend(n_features: int, hidden: tuple[int, ...], n_outputs: int, pool: int) -> nn.Sequential:
-    """Average pool -> flatten -> [Linear -> ReLU] per hidden width -> Linear."""
+def mlp_backend(n_features: int, hidden: tuple[int, ...], n_outputs: int, pool: int,
+                generator: torch.Generator | None = None) -> nn.Sequential:
+    """Average pool -> flatten -> [Linear -> ReLU] per hidden width -> Linear (initialised from
+    ``generator`` if given)."""
     layers: list[nn.Module] = [nn.AvgPool2d(pool), nn.Flatten()] if pool > 1 else [nn.Flatten()]
     width = n_features
     for h in hidden:
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
     layers.append(nn.Linear(width, n_outputs))
-    return nn.Sequential(*layers)
+    backend = nn.Sequential(*layers)
+    if generator is not None:
+        _reset_from(backend, generator)
+    return backend
 
 
 class HybridONN(nn.Module):

@@ -86,3 +86,38 @@ def empirical_ntk(model: nn.Module, x: torch.Tensor, *, mode: NtkMode = "probe",
             gram = gram + sum(gi.flatten(1) @ gi.flatten(1).T for gi in g.values())
         return gram / probes
     raise ValueError(f"unknown NTK mode {mode!r}; use 'exact', 'probe' or 'last_layer'")
+
+
+def mlp_ntk(linears: list[nn.Linear], features_a: torch.Tensor, features_b: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact empirical NTK (N_a, N_b), summed over outputs, of the dense stack
+    ``linears[0] -> ReLU -> linears[1] -> ReLU -> ... -> linears[-1]`` at its current weights,
+    on inputs (N, F), in the inputs' dtype.
+
+    No Jacobian is formed: for a dense layer ``z_l = W_l a_{l-1} + b_l`` the weight and bias
+    gradients of output o are ``δ_lo a_{l-1}ᵀ`` and ``δ_lo``, with ``δ_lo = ∂f_o/∂z_l`` (w_l,), so
+    ``Θ(x, x') = Σ_l (<a_{l-1}, a'_{l-1}> + 1) Σ_o <δ_lo, δ'_lo>``. The back-propagated δ are
+    (N, O, w_l), which is small for a backend (O outputs, w_l hidden units); the whole kernel costs a
+    few matrix products instead of N Jacobians of every weight.
+    """
+    def activations_and_deltas(x):
+        activations, gates = [x], []
+        for layer in linears[:-1]:
+            z = layer(activations[-1])  # (N, w_l)
+            gates.append(z > 0)
+            activations.append(torch.relu(z))
+        n_out = linears[-1].out_features
+        delta = torch.eye(n_out, dtype=x.dtype, device=x.device).expand(len(x), n_out, n_out)  # (N, O, O)
+        deltas = [delta]
+        for layer, gate in zip(reversed(linears[1:]), reversed(gates)):
+            delta = (delta @ layer.weight) * gate[:, None, :]  # (N, O, w_l)
+            deltas.append(delta)
+        return activations, deltas[::-1]
+
+    with torch.no_grad():
+        acts_a, deltas_a = activations_and_deltas(features_a)
+        acts_b, deltas_b = (acts_a, deltas_a) if features_b is None else activations_and_deltas(features_b)
+        gram = 0
+        for layer, act_a, act_b, delta_a, delta_b in zip(linears, acts_a, acts_b, deltas_a, deltas_b):
+            inputs = act_a @ act_b.T + (layer.bias is not None)  # the bias is an input fixed at 1
+            gram = gram + inputs * (delta_a.flatten(1) @ delta_b.flatten(1).T)
+    return gram

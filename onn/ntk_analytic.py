@@ -171,16 +171,3 @@ def hybrid_ntk(images_a: torch.Tensor, images_b: torch.Tensor | None = None, *, 
     var_b = var_a if pb is None else conv_readout_variance(pb) + bias_var
     return dense_stack(nngp + bias_var, ntk + bias_var, var_a, var_b, depth, bias_var)
 
-
-def feature_ntk(features_a: torch.Tensor, features_b: torch.Tensor | None = None, *, depth: int,
-                bias_var: float = 0.0) -> torch.Tensor:
-    """Infinite-width NTK (N_a, N_b) float64 of a dense backend (``depth`` hidden ReLU layers) on
-    fixed, finite post-ReLU features (N, F): the first dense layer (He factor 2, fan-in F) gives
-    ``Σ₁ = Θ₁ = 2 <φ, φ'> / F + b``, then step 4."""
-    fa = features_a.double()
-    fb = fa if features_b is None else features_b.double()
-    scale = 2.0 / fa.shape[1]
-    nngp = scale * (fa @ fb.T) + bias_var
-    var_a = scale * fa.pow(2).sum(1) + bias_var
-    var_b = var_a if features_b is None else scale * fb.pow(2).sum(1) + bias_var
-    return dense_stack(nngp, nngp, var_a, var_b, depth, bias_var)

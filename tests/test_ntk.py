@@ -7,7 +7,7 @@ from torch import nn
 from onn.design import Design
 from onn.losses import ntk_loss
 from onn.models import build_hybrid
-from onn.ntk import empirical_ntk, last_layer_names
+from onn.ntk import empirical_ntk, last_layer_names, mlp_ntk
 
 
 class Tiny(nn.Module):
@@ -37,6 +37,20 @@ def explicit_gram(model, x):
 def test_exact_gram_equals_explicit_jacobian_product(generator):
     model, x = Tiny(), torch.randn(5, 3, 4, generator=generator)
     assert torch.allclose(empirical_ntk(model, x, mode="exact"), explicit_gram(model, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("hidden", [(), (7,), (9, 5)])
+def test_dense_stack_ntk_equals_explicit_jacobian_product(hidden, generator):
+    torch.manual_seed(1)
+    widths = (12, *hidden, 3)
+    linears = [nn.Linear(a, b, bias=i != 1) for i, (a, b) in enumerate(zip(widths, widths[1:]))]
+    body = nn.Sequential(*[m for layer in linears for m in (layer, nn.ReLU())][:-1])
+    model = Tiny()
+    model.body = nn.Sequential(nn.Flatten(), body)
+    x, y = torch.randn(5, 12, generator=generator), torch.randn(4, 12, generator=generator)
+    assert torch.allclose(mlp_ntk(linears, x), explicit_gram(model, x), rtol=1e-4, atol=1e-5)
+    both = explicit_gram(model, torch.cat([x, y]))
+    assert torch.allclose(mlp_ntk(linears, y, x), both[5:, :5], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["exact", "probe", "last_layer"])

@@ -62,6 +62,8 @@ MALFORMED = [
     ("energy", {"constants": "default", "overrides": {"mac_p": 1.0}}, "did you mean 'mac_pj'?"),
     ("gate/min_accuracy", 1.5, "gate.min_accuracy: Input should be less than or equal to 1"),
     ("budget", DELETE, "budget: required key is missing"),
+    ("search", {"sampler": "grid"}, "search.sampler: Input should be 'tpe' or 'random'"),
+    ("search", {"startup": 3}, "search.startup: unknown key; did you mean 'startup_trials'?"),
 ]
 
 

@@ -31,6 +31,17 @@ def test_a_failed_trials_nulls_keep_the_schema(tmp_path):
     assert frame.filter(pl.col("trial_id") == "bad")["accuracy"].to_list() == [None]
 
 
+def test_parts_written_before_a_column_was_added_read_it_as_null(tmp_path):
+    older = {k: v for k, v in SCHEMA.items() if k != "n_kernels"}
+    store = TrialStore(tmp_path, older, flush_rows=1)
+    store.append({k: v for k, v in row(1).items() if k != "n_kernels"})
+    TrialStore(tmp_path, SCHEMA, flush_rows=1).append(row(2))
+    frame = read_trials(tmp_path, SCHEMA)
+    assert frame.schema == pl.Schema(SCHEMA) and frame["n_kernels"].to_list() == [None, 2]
+    compact(tmp_path, SCHEMA)
+    assert read_trials(tmp_path, SCHEMA)["n_kernels"].to_list() == [None, 2]
+
+
 def test_crash_between_part_write_and_journal_truncation_duplicates_nothing(tmp_path):
     store = TrialStore(tmp_path, SCHEMA, flush_rows=100)
     for i in range(3):

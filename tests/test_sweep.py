@@ -59,10 +59,13 @@ def test_a_malformed_override_is_refused_before_ray(tmp_path):
 
 
 def test_tiny_sweep_end_to_end_with_a_raising_and_a_diverging_trial(tmp_path):
-    # gate off: the faulty trials must reach training, where the faults are injected
-    code, out = sweep(tmp_path, "gate.enabled=false", env={"EXPLORE_INJECT_FAULT": "raise:1,nan:2"})
+    # gate off: the faulty trials must reach training, where the faults are injected (and the
+    # random sampler, which the resume test's TPE does not cover)
+    overrides = ["gate.enabled=false", "search.sampler=random"]
+    code, out = sweep(tmp_path, *overrides, env={"EXPLORE_INJECT_FAULT": "raise:1,nan:2"})
     assert code == 0, out
-    frame = rows(tmp_path, ["gate.enabled=false"])
+    assert "search: random" in out
+    frame = rows(tmp_path, overrides)
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6, frame
     assert set(frame["status"]) <= {"complete", "pruned", "infeasible", "failed"}
     assert sorted(frame["trial_index"].to_list()) == list(range(6))
@@ -75,6 +78,7 @@ def test_tiny_sweep_end_to_end_with_a_raising_and_a_diverging_trial(tmp_path):
     assert len(complete) >= 1, frame.select("trial_index", "status", "reason")
     assert complete["accuracy_fabricated"].is_not_null().all() and complete["energy_pj"].is_not_null().all()
     assert (complete["t_total_s"] > 0).all() and complete["host"].is_not_null().all()
+    assert (complete["cpu_s"] > 0).all()
     unfinished = frame.filter(pl.col("status") != "complete")
     assert unfinished["accuracy_fabricated"].is_null().all()  # never on a front as if trained
     pruned = frame.filter(status="pruned")  # but a pruned design keeps its estimate and energy for the report
