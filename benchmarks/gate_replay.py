@@ -1,6 +1,7 @@
 """Replay a finished sweep's trials through the estimator gate, offline, at several margins.
 
     python benchmarks/gate_replay.py results/mono --margins 0 0.005 0.01 0.02
+    python benchmarks/gate_replay.py results/mono --reestimate     # with the current estimator
 
 Every trial of the sweep ran to the end (or was pruned by the gate it had then). This takes the rows
 in finishing order and asks, for each design that completed, whether the current gate rule
@@ -8,22 +9,61 @@ in finishing order and asks, for each design that completed, whether the current
 would have pruned it, and what that would have cost: the compute saved (its trial time minus the
 few seconds of its estimate) and whether the final front would have lost a design. A counterfactual
 on real rows, not a new sweep: a pruned design would also have changed what the sampler proposed next.
+
+``--reestimate`` first recomputes every complete design's ``est_accuracy`` with the current
+estimator (the sweep's own gate settings and seed), prints its Spearman ρ against the trained
+accuracies beside the recorded estimate's, and replays with the new estimates: how an estimator
+change would have ranked and gated designs that were trained before it existed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from explore.analysis import load
+from explore.analysis import Analysis, load, spearman
+from explore.point import base_design, design_point
 from explore.trial import gate_front, gate_reason
+from onn.data import load_dataset
+from onn.estimator import estimate_accuracy
 
 
-def replay(folder: Path, margin: float) -> dict:
-    a = load(folder)
+def reestimate(a: Analysis) -> pl.DataFrame:
+    """``a.rows`` with ``est_accuracy`` of the complete designs recomputed by the current estimator."""
+    import torch
+
+    spec = a.spec
+    data = load_dataset(spec.task.dataset, spec.task.root)
+    torch.set_num_threads(1)
+    estimates = []
+    for row in a.rows.iter_rows(named=True):
+        if row["status"] != "complete":
+            estimates.append(row["est_accuracy"])
+            continue
+        params = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.") and v is not None}
+        point = design_point(params, base=base_design(data.channels, data.task), training=spec.training,
+                             seed=spec.seed)
+        estimate = estimate_accuracy(point.design, data, n_train=min(spec.gate.n_train, len(data.train)),
+                                     n_test=min(spec.gate.n_test, len(data.test)), n_frontends=spec.gate.n_frontends,
+                                     seed=spec.seed, ceiling=False)
+        estimates.append(estimate.design)
+        print(f"trial {row['trial_index']}: estimate {row['est_accuracy']:.4f} -> {estimate.design:.4f} "
+              f"({estimate.seconds_design:.1f} s), trained {row['accuracy_ideal']:.4f}", flush=True)
+    complete = a.rows["status"] == "complete"
+    new = pl.Series("est_accuracy", estimates, dtype=pl.Float64)
+    for column in ("accuracy_ideal", "accuracy_fabricated"):
+        trained = a.rows.filter(complete)[column].to_numpy()
+        _, before = spearman(a.rows.filter(complete)["est_accuracy"].to_numpy(), trained)
+        _, after = spearman(new.filter(complete).to_numpy(), trained)
+        print(f"estimate vs {column}: recorded {before}; current estimator {after}")
+    return a.rows.with_columns(new)
+
+
+def replay(a: Analysis, margin: float) -> dict:
     spec = a.spec.model_copy(update={"gate": a.spec.gate.model_copy(update={"dominated_margin": margin})})
     rows = a.rows.to_dicts()  # finishing order
     front_ids = set(a.front["trial_id"].to_list())
@@ -47,8 +87,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="a sweep's results folder (results/<name>)")
     parser.add_argument("--margins", nargs="+", type=float, default=[0.0, 0.005, 0.01, 0.02])
+    parser.add_argument("--reestimate", action="store_true", help="recompute the estimates with the current estimator")
     args = parser.parse_args()
-    frame = pl.DataFrame([replay(args.folder, m) for m in args.margins])
+    a = load(args.folder)
+    if args.reestimate:
+        a = dataclasses.replace(a, rows=reestimate(a))
+    frame = pl.DataFrame([replay(a, m) for m in args.margins])
     with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, float_precision=3):
         print(frame)
 

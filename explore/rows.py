@@ -27,7 +27,7 @@ BASE_SCHEMA: dict[str, pl.DataType] = {
     "n_kernels": pl.Int64, "colours": pl.Int64, "n_suboptics": pl.Int64, "pitch_um": pl.Float64,
     "hidden": pl.String, "n_params": pl.Int64,
     # pre-training predictions
-    "est_accuracy": pl.Float64, "est_accuracy_ceiling": pl.Float64,
+    "est_accuracy": pl.Float64,  # the design-aware estimate (the ∞-width ceiling is not computed per trial)
     "energy_pj": pl.Float64, "energy_capture_pj": pl.Float64, "energy_readout_pj": pl.Float64,
     "energy_adc_pj": pl.Float64, "energy_digital_mac_pj": pl.Float64, "energy_digital_add_pj": pl.Float64,
     "energy_all_digital_pj": pl.Float64, "macs": pl.Int64, "pixels_read": pl.Int64,
