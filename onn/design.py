@@ -79,12 +79,17 @@ class Design:
                                                       f"{2 * self.suboptic_mm + self.spacing_mm:.3f}")
             return available
         if self.n_kernels > available:
-            need_side = _side_for(2 * self.n_kernels)
-            need_mm = need_side * self.suboptic_mm + (need_side - 1) * self.spacing_mm
+            need_mm = self.aperture_for(self.n_kernels)
             raise InfeasibleDesign("n_kernels", f"{self.n_kernels} signed kernels need {2 * self.n_kernels} sub-optics "
                                                 f"but a {self.aperture_mm} mm metasurface holds {self.layout().n_suboptics}; "
                                                 f"make aperture_mm >= {need_mm:.3f} or ask for <= {available} kernels")
         return self.n_kernels
+
+    def aperture_for(self, n_kernels: int) -> float:
+        """Smallest metasurface side (mm) whose square layout of this design's sub-optics holds
+        ``n_kernels`` signed kernels (2 sub-optics each)."""
+        side = _side_for(2 * n_kernels)
+        return side * self.suboptic_mm + (side - 1) * self.spacing_mm
 
     def geometry(self) -> OpticalGeometry:
         return OpticalGeometry.from_design(suboptic_mm=self.suboptic_mm, mask_res=self.mask_res,

@@ -52,10 +52,8 @@ KERNELS = (8, 500, 1000)
 
 
 def aperture_for(design: Design, n_kernels: int) -> float:
-    """Smallest aperture (mm, rounded up to 0.1 mm) whose layout holds ``n_kernels`` signed kernels."""
-    side = math.ceil(math.sqrt(2 * n_kernels))
-    need = side * design.suboptic_mm + (side - 1) * design.spacing_mm
-    return max(design.aperture_mm, math.ceil(need * 10 + 1e-6) / 10)
+    """`Design.aperture_for` rounded up to 0.1 mm, and never smaller than the design's own."""
+    return max(design.aperture_mm, math.ceil(design.aperture_for(n_kernels) * 10 + 1e-6) / 10)
 
 
 def random_frozen_hybrid(design: Design, data: TaskData, seed: int) -> HybridONN:
