@@ -111,7 +111,8 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) ->
     system, physics = model, {}
     if spec.realisation.enabled:
         system, physics = clock.run("realise", lambda: _realise(model, point.design, ctx, clock.metrics))
-    clock.run("fabricate", lambda: clock.metrics.update(_fabricate(system, point, ctx, physics)))
+    ideal = clock.metrics.get("accuracy_realised", result.test_metric)  # the system's score on the test split
+    clock.run("fabricate", lambda: clock.metrics.update(_fabricate(system, point, ctx, physics, ideal)))
     clock.run("compensate", lambda: clock.metrics.update(_compensate(system, point, ctx, physics)))
     return clock.finish("complete")
 
@@ -189,14 +190,16 @@ def _realise(model: HybridONN, design: Design, ctx: TrialContext,
     return realised, {"design": tuple(results), "geometry": geometries}
 
 
-def _fabricate(system: HybridONN, point: DesignPoint, ctx: TrialContext, physics: dict[str, tuple]) -> dict[str, Any]:
+def _fabricate(system: HybridONN, point: DesignPoint, ctx: TrialContext, physics: dict[str, tuple],
+               ideal: float) -> dict[str, Any]:
     """Monte Carlo over fabrication draws; ``physics`` (the realisation's inverse designs and
-    geometries) is what physical-level errors perturb."""
+    geometries) is what physical-level errors perturb; ``ideal`` is the system's test score,
+    already measured by the stage before."""
     fab = ctx.spec.fabrication
     if not fab.enabled:
         return {}
     check = robustness(system, ctx.data.test, ctx.data.task, fab.error_model(point.design.colours), fab.draws,
-                       ctx.spec.seed, device=ctx.device, **physics)
+                       ctx.spec.seed, device=ctx.device, ideal=ideal, **physics)
     return {"accuracy_fabricated_raw": check.mean, "accuracy_fabricated_raw_std": check.std,
             "accuracy_fabricated_raw_p5": check.p5, "accuracy_fabricated": check.mean,
             "accuracy_fabricated_std": check.std, "accuracy_fabricated_p5": check.p5}

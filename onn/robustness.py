@@ -57,17 +57,19 @@ def robustness(model: HybridONN, dataset: TensorDataset, task: str, errors: Kern
                n_draws: int, seed: int, device: torch.device | str = "cpu", *,
                design: InverseDesignResult | tuple[InverseDesignResult, ...] | None = None,
                geometry: OpticalGeometry | tuple[OpticalGeometry, ...] | None = None,
-               chunk: int = 4) -> RobustnessResult:
+               chunk: int = 4, ideal: float | None = None) -> RobustnessResult:
     """Monte Carlo robustness of ``model`` on ``dataset`` under ``n_draws`` fabrication draws.
 
     Physical errors need the model's inverse ``design`` and its ``geometry`` (one per kernel group).
     Every evaluation uses `onn.train.evaluate`'s fixed sensor-noise stream, so draws differ only
-    in their fabrication errors.
+    in their fabrication errors. ``ideal``: the unperturbed model's headline metric on ``dataset``
+    if the caller has already scored it with `evaluate` (the same number; saves one evaluation).
     """
     if n_draws < 1:
         raise ValueError(f"n_draws must be >= 1, got {n_draws}")
     start = time.perf_counter()
-    ideal = headline(evaluate(model, dataset, task, device=device))
+    if ideal is None:
+        ideal = headline(evaluate(model, dataset, task, device=device))
     per_draw = []
     for i in range(n_draws):
         made = make_draw(model, errors, draw_generator(seed, i), design=design, geometry=geometry, chunk=chunk)

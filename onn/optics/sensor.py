@@ -48,6 +48,9 @@ def read_sensor(irradiance: torch.Tensor, config: SensorConfig, *, generator: to
         std = (signal.clamp(min=0) / config.full_well_e + config.read_noise_fs**2).sqrt()
         z = torch.randn(signal.shape, generator=generator, device=signal.device, dtype=signal.dtype)
         signal = torch.addcmul(signal, std, z)
-    scaled = (signal * levels).clamp(0, levels)
-    digital = scaled + (torch.round(scaled) - scaled).detach()
-    return digital / levels
+    # Quantise in full-scale units: the straight-through gradient is then the clamp's mask alone,
+    # with no scaling by `levels` and back in the backward pass (the forward value is the same:
+    # clipped + (q - clipped) is exactly q, the two being within half a level of each other).
+    clipped = signal.clamp(0, 1)
+    quantised = torch.round(clipped * levels) / levels
+    return clipped + (quantised - clipped).detach()

@@ -1,0 +1,135 @@
+"""Stage timings of one full `sweeps/mono.yaml` trial, and before/after them across two checkouts.
+
+    python benchmarks/trial_profile.py                        # one trial, per-stage seconds
+    python benchmarks/trial_profile.py --epochs 0.25 --profile train   # + cProfile of one stage
+    git worktree add --detach /tmp/onn_before HEAD
+    python benchmarks/trial_profile.py --before /tmp/onn_before --repeats 2
+
+The trial is one fixed mid-size design point of `mono.yaml` (aperture 2.0 mm, sub-optic 0.45 mm,
+mask_res 256, one hidden layer of 128, ntk_beta 1.0), built the way a sweep worker builds it
+(`explore.driver._trainable`: the dataset, the cached teacher, `explore.trial.run_trial`), with no
+gate front and trial index 0. ``--epochs`` overrides the sweep's training epochs (2).
+
+With ``--before DIR`` (a `git worktree` of the older code) the same trial runs in a subprocess per
+tree, PYTHONPATH and cwd set to that tree, alternating before / after ``--repeats`` times so that
+drift in the machine's load hits both alike; prints the median seconds per stage and the ratio
+after / before. Every subprocess runs with one torch thread and the malloc env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import MALLOC_VARS, environment_line  # noqa: E402
+
+HERE = Path(__file__).resolve()
+STAGES = ("validity", "estimate", "gate", "train", "realise", "fabricate", "compensate", "total")
+POINT = {"aperture_mm": 2.0, "suboptic_mm": 0.45, "mask_res": 256, "backend_depth": 1, "backend_width": 128,
+         "train.ntk_beta": 1.0}
+
+
+def run_one(epochs: float | None, profile: str | None, top: int) -> dict[str, float]:
+    """Run the trial in this process; returns {stage: seconds} (and prints a profile if asked)."""
+    from explore import trial
+    from explore.point import base_design, design_point
+    from explore.spec import load_spec
+    from onn.data import load_dataset
+    from onn.energy import EnergyConstants
+    from onn.teachers import get_teacher
+
+    overrides = [] if epochs is None else [f"training.epochs={epochs}"]
+    spec = load_spec("sweeps/mono.yaml", overrides)
+    data = load_dataset(spec.task.dataset, spec.task.root)
+    teacher, _ = get_teacher(spec.task.dataset, spec.task.teacher, seed=0, root=spec.task.root, log=None)
+    context = trial.TrialContext(spec=spec, data=data, teacher=teacher,
+                                 energy=EnergyConstants.from_overrides(spec.energy.overrides,
+                                                                       base=spec.energy.constants))
+    params = {**spec.fixed, **POINT}
+    point = design_point(params, base=base_design(data.channels, data.task), training=spec.training, seed=spec.seed)
+    profiler = cProfile.Profile()
+    if profile:  # profile only the one stage: wrap StageClock.run for it
+        timed = trial.StageClock.run
+
+        def run(clock, stage, fn):
+            return timed(clock, stage, (lambda: profiler.runcall(fn)) if stage == profile else fn)
+
+        trial.StageClock.run = run
+    metrics = trial.run_trial(point, context)
+    if profile:
+        print(f"cProfile of the {profile} stage (top {top} by cumulative time):", file=sys.stderr)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(top)
+    print(f"status {metrics['status']}, accuracy_ideal {metrics.get('accuracy_ideal')}, "
+          f"accuracy_realised {metrics.get('accuracy_realised')}, "
+          f"accuracy_fabricated_raw {metrics.get('accuracy_fabricated_raw')}, "
+          f"accuracy_fabricated {metrics.get('accuracy_fabricated')}", file=sys.stderr)
+    return {stage: metrics[f"t_{stage}_s"] for stage in STAGES if f"t_{stage}_s" in metrics}
+
+
+def run_in(tree: Path, epochs: float | None) -> dict[str, float]:
+    """Run the trial in a subprocess on the code of ``tree``; returns {stage: seconds}."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
+           **{var: os.environ.get(var) or "17179869184" for var in MALLOC_VARS}}
+    command = [sys.executable, str(HERE), "--json"] + ([] if epochs is None else ["--epochs", str(epochs)])
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"trial in {tree} failed:\n{done.stderr[-4000:]}")
+    print(f"  [{tree}] {done.stderr.strip().splitlines()[-1]}", flush=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(before: Path, after: Path, epochs: float | None, repeats: int) -> None:
+    samples: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    for repeat in range(repeats):
+        for name, tree in (("before", before), ("after", after)):
+            start = time.perf_counter()
+            samples[name].append(run_in(tree, epochs))
+            print(f"  repeat {repeat + 1}/{repeats} {name}: {time.perf_counter() - start:.0f} s, "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    median = {name: {stage: statistics.median(run[stage] for run in runs) for stage in runs[0]}
+              for name, runs in samples.items()}
+    print(f"\nmedian of {repeats} per tree; before = {before}, after = {after}")
+    print("| stage | before s | after s | after / before |\n|---|---:|---:|---:|")
+    for stage in STAGES:
+        if stage in median["before"] and stage in median["after"]:
+            b, a = median["before"][stage], median["after"][stage]
+            print(f"| {stage} | {b:.2f} | {a:.2f} | {a / b:.2f} |" if b > 0 else f"| {stage} | {b:.2f} | {a:.2f} | - |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=float, default=None, help="training epochs (default: mono.yaml's)")
+    parser.add_argument("--before", type=Path, default=None, help="checkout of the older code to compare with")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--profile", choices=STAGES[:-1], default=None, help="cProfile this stage")
+    parser.add_argument("--top", type=int, default=30, help="profile entries to print")
+    parser.add_argument("--json", action="store_true", help="print the stage times as one JSON line")
+    args = parser.parse_args()
+    if args.before is not None:
+        print(f"load average {os.getloadavg()[0]:.1f}; trials run with 1 torch thread, malloc env ON", flush=True)
+        compare(args.before.resolve(), HERE.parents[1], args.epochs, args.repeats)
+        return
+    torch.set_num_threads(1)
+    if not args.json:
+        print(environment_line())
+    seconds = run_one(args.epochs, args.profile, args.top)
+    if args.json:
+        print(json.dumps(seconds))
+        return
+    for stage, value in seconds.items():
+        print(f"  {stage:>10}: {value:8.2f} s")
+
+
+if __name__ == "__main__":
+    main()
