@@ -31,9 +31,14 @@ from explore.runtime import MALLOC_ENV
 from explore.spec import SweepSpec, spec_to_yaml
 from explore.store import TrialStore, read_trials
 from explore.sweep import code_version, results_dir, tune_space
-from explore.trial import FAULT_ENV, TrialContext, gate_front, run_trial
+from explore.trial import FAULT_ENV, TrialContext, gate_front, injected_fault, run_trial
 
 FRONT_ACTOR = "explore-front-{name}"
+# Times the driver restores Tune from its saved state after Tune's own loop died on an unexpected error
+# (seen here: Ray's memory monitor killed a trial worker while Tune was starting it, and Tune raised
+# instead of failing that trial); trials that already ran keep their rows, none is written twice.
+CONTROLLER_RESTARTS = 3
+DRIVER_FAULT_MARK = ".driver-fault-injected"
 
 
 class StagedOptunaSearch(OptunaSearch):
@@ -91,6 +96,10 @@ class RowWriter(tune.Callback):
         self.store.append(build_row(self.spec, _params(self.spec, trial.config), metrics))
         if result["status"] == "complete":
             self._publish_front()
+        mark = self.folder.parent / DRIVER_FAULT_MARK
+        if injected_fault(_index(trial)) == "driver" and not mark.exists():
+            mark.touch()
+            raise RuntimeError(f"{FAULT_ENV}: injected failure of Tune's controller on trial {_index(trial)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = _error_text(trial)
@@ -196,7 +205,21 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     start = time.time()
     try:
-        tuner.fit()
+        for restart in range(CONTROLLER_RESTARTS + 1):
+            try:
+                tuner.fit()
+                break
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if restart == CONTROLLER_RESTARTS or not tune.Tuner.can_restore(str(tune_dir)):
+                    raise
+                lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+                print(f"[sweep {spec.name}] Tune stopped on an unexpected error ({lines[-1][:200]}); "
+                      f"restoring its saved state and going on ({restart + 1} of {CONTROLLER_RESTARTS})",
+                      file=sys.stderr, flush=True)
+                tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False,
+                                           restart_errored=False)
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: python -m explore.sweep {spec.name} ... --resume", file=sys.stderr)
         return 130

@@ -37,7 +37,8 @@ from onn.optics.validity import InfeasibleDesign
 from onn.robustness import compensate, draw_generator, make_draw, robustness
 from onn.train import NonFiniteLoss, evaluate, fit, headline
 
-# Test hook for the fault-tolerance tests: "<kind>:<trial_index>" with kind raise | nan | die.
+# Test hook for the fault-tolerance tests: "<kind>:<trial_index>" with kind raise | nan | die (in the
+# trial) or driver (Tune's controller fails once on that trial's result: `explore.driver`).
 FAULT_ENV = "EXPLORE_INJECT_FAULT"
 
 
@@ -77,7 +78,7 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) ->
     """Run every stage for one design point; returns the row's metric columns."""
     clock = StageClock()
     spec, data = ctx.spec, ctx.data
-    fault = _injected_fault(trial_index)
+    fault = injected_fault(trial_index)
     try:
         model = clock.run("validity", lambda: build_hybrid(point.design, in_channels=data.channels,
                                                            image_size=data.image_size, n_outputs=data.n_classes,
@@ -225,7 +226,7 @@ def _compensate(system: HybridONN, point: DesignPoint, ctx: TrialContext, physic
             "accuracy_fabricated_p5": float(np.percentile(accuracies, 5))}
 
 
-def _injected_fault(trial_index: int) -> str | None:
+def injected_fault(trial_index: int) -> str | None:
     spec = os.environ.get(FAULT_ENV, "")
     for item in filter(None, spec.split(",")):
         kind, _, index = item.partition(":")

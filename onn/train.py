@@ -23,6 +23,9 @@ from onn.ntk import NtkMode, empirical_ntk
 
 Method = Literal["none", "kd", "ntkd"]
 EVAL_SEED = 1234
+# Sensor readings held at once while evaluating (2^26 float32: 256 MB per tensor): the evaluation batch
+# of a hybrid with hundreds of kernels shrinks to fit (a 1000-kernel MNIST frontend at batch 500 took 19 GB).
+EVAL_READINGS = 2**26
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -75,7 +78,10 @@ class TrainResult:
 def evaluate(model: nn.Module, dataset: TensorDataset, task: str, *, batch_size: int = 500,
              device: torch.device | str = "cpu") -> dict[str, float]:
     """Accuracy (classification) or IoU / mIoU / Dice (segmentation) on a whole split, with the
-    sensor noise drawn from a fixed generator (the same model scores the same twice)."""
+    sensor noise drawn from a fixed generator (the same model scores the same twice). A hybrid's
+    batch is capped at `EVAL_READINGS` sensor readings."""
+    if hasattr(model, "pixels_read"):
+        batch_size = max(1, min(batch_size, EVAL_READINGS // model.pixels_read()))
     generator = torch.Generator(device=device).manual_seed(EVAL_SEED)
     images, targets = dataset.tensors
     was_training = model.training

@@ -58,13 +58,15 @@ def test_a_malformed_override_is_refused_before_ray(tmp_path):
     assert code == 2 and "budget.trials" in out and "greater than or equal to 1" in out
 
 
-def test_tiny_sweep_end_to_end_with_a_raising_and_a_diverging_trial(tmp_path):
+def test_tiny_sweep_end_to_end_with_a_raising_and_a_diverging_trial_and_a_dying_controller(tmp_path):
     # gate off: the faulty trials must reach training, where the faults are injected (and the
-    # random sampler, which the resume test's TPE does not cover)
+    # random sampler, which the resume test's TPE does not cover); Tune's own loop dies once, on
+    # trial 3's result, and the driver restores it
     overrides = ["gate.enabled=false", "search.sampler=random"]
-    code, out = sweep(tmp_path, *overrides, env={"EXPLORE_INJECT_FAULT": "raise:1,nan:2"})
+    code, out = sweep(tmp_path, *overrides, env={"EXPLORE_INJECT_FAULT": "raise:1,nan:2,driver:3"})
     assert code == 0, out
     assert "search: random" in out
+    assert "injected failure of Tune's controller on trial 3); restoring its saved state" in out, out
     frame = rows(tmp_path, overrides)
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6, frame
     assert set(frame["status"]) <= {"complete", "pruned", "infeasible", "failed"}
