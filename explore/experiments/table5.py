@@ -7,14 +7,14 @@ the pre-training accuracy estimator against trained designs.
 
 Table 5: for each system (a preset + its dataset, `explore.systems.SYSTEMS`) and kernel count, a
 hybrid whose optical layer is frozen to random non-negative PSF halves (kernel level, sensor on;
-`onn.estimator.random_halves`) has its digital backend trained with the task loss
-(``fit(..., parameters=model.backend_parameters())``, method none). Beside it: the estimator's
-design-aware value for the same design (random-feature ridge, `onn.estimator.design_accuracy`) and
-the infinite-width ceiling (`onn.estimator.ceiling_accuracy`), which is the ∞ column. Designs with
-hundreds of kernels are built at kernel level with an aperture just large enough for them; the
-physical checks (`Design.check`) are skipped there, because a 1000-kernel metasurface is beyond
-what our physics simulates at once. Paper (Xiang et al. 2025, Table 5), MNIST: 8 / 500 / 1000 /
-∞ kernels = 96.12 / 96.81 / 97.24 / 97.72 %.
+`onn.estimator.random_halves`) has its digital backend trained with the task loss (``fit(...,
+parameters=model.backend_parameters())``, method none). Beside it: the estimator's design-aware
+value for the same design (`onn.estimator.design_accuracy`: random frontends, the empirical NTK of
+the backend) and the infinite-width ceiling (`onn.estimator.ceiling_accuracy`), which is the ∞
+column. Designs with hundreds of kernels are built at kernel level with an aperture just large
+enough for them; the physical checks (`Design.check`) are skipped there, because a 1000-kernel
+metasurface is beyond what our physics simulates at once. Paper (Xiang et al. 2025, Table 5), MNIST:
+8 / 500 / 1000 / ∞ kernels = 96.12 / 96.81 / 97.24 / 97.72 %.
 
 Calibration: a fixed spread of designs over aperture (so kernel count), mask resolution,
 wavelength set and backend depth, each estimated (`estimate_accuracy`, no ceiling) and trained with
@@ -105,7 +105,7 @@ def table5(systems: list[str], kernels: list[int], config: TrainConfig, *, n_tra
 
 
 def markdown_table5(frame: pl.DataFrame, header: str) -> str:
-    lines = [header, "", "| system | data | kernels | trained backend, random PSFs % | estimate (random features) % "
+    lines = [header, "", "| system | data | kernels | trained backend, random PSFs % | design-aware estimate % "
                          "| ∞-width ceiling % | paper % (this / ∞) | train s |", "|---|---|---|---|---|---|---|---|"]
     for row in frame.iter_rows(named=True):
         paper = f"{row['paper_pct']} / {row['paper_ceiling_pct']}" if row["paper_pct"] else "–"
