@@ -68,9 +68,11 @@ def test_tiny_sweep_end_to_end_with_a_raising_and_a_diverging_trial_and_a_dying_
     assert "search: random" in out
     assert "injected failure of Tune's controller on trial 3); restoring its saved state" in out, out
     frame = rows(tmp_path, overrides)
-    assert len(frame) == 6 and frame["trial_id"].n_unique() == 6, frame
+    # one row per trial; trials Tune started after its last saved state are proposed again after the
+    # restore, so up to `budget.concurrency` (2) trials beyond the budget may run
+    assert 6 <= len(frame) <= 8 and frame["trial_id"].n_unique() == len(frame), frame
     assert set(frame["status"]) <= {"complete", "pruned", "infeasible", "failed"}
-    assert sorted(frame["trial_index"].to_list()) == list(range(6))
+    assert set(range(6)) <= set(frame["trial_index"].to_list())
     by_index = {r["trial_index"]: r for r in frame.iter_rows(named=True)}
     raised, diverged = by_index[1], by_index[2]
     assert raised["status"] == "failed" and diverged["status"] == "failed", (raised, diverged)
