@@ -27,9 +27,8 @@ import polars as pl
 
 from explore.analysis import Analysis, load, spearman
 from explore.point import base_design, design_point
-from explore.trial import gate_front, gate_reason
+from explore.trial import gate_estimate, gate_front, gate_reason
 from onn.data import load_dataset
-from onn.estimator import estimate_accuracy
 
 
 def reestimate(a: Analysis) -> pl.DataFrame:
@@ -47,9 +46,7 @@ def reestimate(a: Analysis) -> pl.DataFrame:
         params = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.") and v is not None}
         point = design_point(params, base=base_design(data.channels, data.task), training=spec.training,
                              seed=spec.seed)
-        estimate = estimate_accuracy(point.design, data, n_train=min(spec.gate.n_train, len(data.train)),
-                                     n_test=min(spec.gate.n_test, len(data.test)), n_frontends=spec.gate.n_frontends,
-                                     seed=spec.seed, ceiling=False)
+        estimate = gate_estimate(point.design, data, spec)
         estimates.append(estimate.design)
         print(f"trial {row['trial_index']}: estimate {row['est_accuracy']:.4f} -> {estimate.design:.4f} "
               f"({estimate.seconds_design:.1f} s), trained {row['accuracy_ideal']:.4f}", flush=True)

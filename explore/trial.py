@@ -30,7 +30,7 @@ from explore.spec import Gate, SweepSpec
 from onn.data import TaskData
 from onn.design import Design
 from onn.energy import EnergyConstants, digital_conv_energy, hybrid_energy
-from onn.estimator import estimate_accuracy
+from onn.estimator import AccuracyEstimate, estimate_accuracy
 from onn.fabrication import freeze_realised, realise
 from onn.models import HybridONN, build_hybrid
 from onn.optics.validity import InfeasibleDesign
@@ -127,14 +127,19 @@ def _describe(design: Design, model: HybridONN) -> dict[str, Any]:
 def _estimate(point: DesignPoint, model: HybridONN, ctx: TrialContext) -> dict[str, Any]:
     energy = hybrid_energy(model, constants=ctx.energy)
     digital = digital_conv_energy(model, constants=ctx.energy)
-    gate = ctx.spec.gate
-    estimate = estimate_accuracy(point.design, ctx.data, n_train=min(gate.n_train, len(ctx.data.train)),
-                                 n_test=min(gate.n_test, len(ctx.data.test)), n_frontends=gate.n_frontends,
-                                 seed=ctx.spec.seed, ceiling=False, device=ctx.device)
+    estimate = gate_estimate(point.design, ctx.data, ctx.spec, device=ctx.device)
     return {"est_accuracy": estimate.design, "energy_pj": energy.total_pj, "energy_capture_pj": energy.capture_pj,
             "energy_readout_pj": energy.readout_pj, "energy_adc_pj": energy.adc_pj,
             "energy_digital_mac_pj": energy.digital_mac_pj, "energy_digital_add_pj": energy.digital_add_pj,
             "energy_all_digital_pj": digital.total_pj, "macs": energy.digital_macs, "pixels_read": energy.pixels_read}
+
+
+def gate_estimate(design: Design, data: TaskData, spec: SweepSpec, *, device: str = "cpu") -> AccuracyEstimate:
+    """The design-aware estimate with the sweep's gate settings (subsamples capped at the splits)."""
+    gate = spec.gate
+    return estimate_accuracy(design, data, n_train=min(gate.n_train, len(data.train)),
+                             n_test=min(gate.n_test, len(data.test)), n_frontends=gate.n_frontends, seed=spec.seed,
+                             ceiling=False, device=device)
 
 
 def gate_reason(metrics: dict[str, Any], gate: Gate, front: np.ndarray | None) -> str:
