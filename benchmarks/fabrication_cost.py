@@ -16,7 +16,7 @@ defaults here.
 from __future__ import annotations
 
 import argparse
-import copy
+import statistics
 import sys
 from pathlib import Path
 
@@ -27,9 +27,9 @@ from _timing import environment_line  # noqa: E402
 
 from explore.runtime import ensure_malloc_env  # noqa: E402
 from explore.systems import SYSTEMS, build_student, load_system  # noqa: E402
-from onn.fabrication import default_kernel_errors, fabricate  # noqa: E402
-from onn.robustness import compensate, draw_generator, robustness  # noqa: E402
-from onn.train import TrainConfig, fit  # noqa: E402
+from onn.fabrication import default_kernel_errors  # noqa: E402
+from onn.robustness import monte_carlo  # noqa: E402
+from onn.train import TrainConfig, evaluate, fit, headline  # noqa: E402
 
 
 def measure(name: str, epochs: float, draws: int, comp_epochs: float, seed: int) -> dict[str, float]:
@@ -38,17 +38,16 @@ def measure(name: str, epochs: float, draws: int, comp_epochs: float, seed: int)
     trained = fit(model, data.train, task=data.task, config=TrainConfig(method="ntkd", epochs=epochs, seed=seed),
                   teacher=teacher, log=None)
     errors = default_kernel_errors(system.design.colours)
-    check = robustness(model, data.test, data.task, errors, n_draws=draws, seed=seed)
-    made = fabricate(model, errors, draw_generator(seed, 0))
-    config = TrainConfig(epochs=comp_epochs, seed=seed)
-    costs = {"train": trained.seconds, f"robustness ({draws} draws)": check.seconds}
-    for method, label in (("none", "compensation, task loss"), ("ntkd", "compensation, NTKD")):
-        result = compensate(copy.deepcopy(made), data.train, data.task, teacher=teacher, method=method,
-                            config=config, seed=seed, evaluate_on={"test": data.test})
-        costs[label] = result.seconds
+    check = monte_carlo(model, errors, draws=draws, seed=seed, task=data.task, score_on={"test": data.test},
+                        compensations=("task", "ntkd"), train=data.train, teacher=teacher,
+                        config=TrainConfig(epochs=comp_epochs, seed=seed))
+    costs = {"train": trained.seconds, f"robustness ({draws} draws)": check.seconds_made}
+    for method, label in (("task", "compensation, task loss"), ("ntkd", "compensation, NTKD")):
+        costs[label] = statistics.fmean(d.fine_tuned[method].seconds for d in check.draws)  # one draw's
+    ideal = headline(evaluate(model, data.test, data.task))
     print(f"\n{name} ({system.dataset}, {system.design.kernels()} kernels, {system.design.wavelengths}): "
           f"NTKD training {epochs:g} epochs = {trained.seconds:.1f} s ({trained.seconds / epochs:.1f} s/epoch); "
-          f"ideal {100 * check.ideal:.2f} %, fabricated {100 * check.mean:.2f} %")
+          f"ideal {100 * ideal:.2f} %, fabricated {100 * check.made('test').mean:.2f} %")
     print("| stage | seconds | ratio to training |\n|---|---|---|")
     for label, seconds in costs.items():
         print(f"| {label} | {seconds:.1f} | {seconds / trained.seconds:.3f} |")

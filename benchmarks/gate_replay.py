@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from explore.analysis import Analysis, load, spearman
+from explore.analysis import Analysis, load, spearman, split_of
 from explore.point import base_design, design_point
 from explore.trial import gate_estimate, gate_front, gate_reason
 from onn.data import load_dataset
@@ -36,6 +36,7 @@ def reestimate(a: Analysis) -> pl.DataFrame:
     import torch
 
     spec = a.spec
+    ideal = f"accuracy_ideal_{split_of(a.y)}"
     data = load_dataset(spec.task.dataset, spec.task.root)
     torch.set_num_threads(1)
     estimates = []
@@ -49,10 +50,10 @@ def reestimate(a: Analysis) -> pl.DataFrame:
         estimate = gate_estimate(point.design, data, spec)
         estimates.append(estimate.design)
         print(f"trial {row['trial_index']}: estimate {row['est_accuracy']:.4f} -> {estimate.design:.4f} "
-              f"({estimate.seconds_design:.1f} s), trained {row['accuracy_ideal']:.4f}", flush=True)
+              f"({estimate.seconds_design:.1f} s), trained {row[ideal]:.4f}", flush=True)
     complete = a.rows["status"] == "complete"
     new = pl.Series("est_accuracy", estimates, dtype=pl.Float64)
-    for column in ("accuracy_ideal", "accuracy_fabricated"):
+    for column in (ideal, a.y):
         trained = a.rows.filter(complete)[column].to_numpy()
         _, before = spearman(a.rows.filter(complete)["est_accuracy"].to_numpy(), trained)
         _, after = spearman(new.filter(complete).to_numpy(), trained)
@@ -63,14 +64,15 @@ def reestimate(a: Analysis) -> pl.DataFrame:
 def replay(a: Analysis, margin: float) -> dict:
     spec = a.spec.model_copy(update={"gate": a.spec.gate.model_copy(update={"dominated_margin": margin})})
     rows = a.rows.to_dicts()  # finishing order
+    objective = a.y  # the sweep's accuracy objective
     front_ids = set(a.front["trial_id"].to_list())
     pruned, saved_s, lost = [], 0.0, []
     for i, row in enumerate(rows):
         if row["status"] != "complete":
             continue
         earlier = [r for r in rows[:i] if r["status"] == "complete" and r["trial_id"] not in pruned]
-        front = gate_front(earlier)
-        if gate_reason(row, spec.gate, np.array(front) if front else None):
+        front = gate_front(earlier, objective)
+        if gate_reason(row["est_accuracy"], row["energy_pj"], spec.gate, np.array(front) if front else None):
             pruned.append(row["trial_id"])
             saved_s += row["t_total_s"] - (row["t_validity_s"] or 0.0) - (row["t_estimate_s"] or 0.0)
             if row["trial_id"] in front_ids:

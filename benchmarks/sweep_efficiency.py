@@ -18,7 +18,7 @@ intermediate accuracy for a scheduler to stop on.)
 Compute is the CPU time of every trial's worker process (the ``cpu_s`` column: pruned and
 infeasible trials included), summed in finishing order. CPU time, not wall time, because this
 machine is shared: other work slows a trial's wall clock but not its CPU seconds. The hypervolume
-of (max ``accuracy_fabricated``, min ``energy_pj``) uses one reference point for every arm and seed
+of (max accuracy after fabrication and compensation, min ``energy_pj``) uses one reference point for every arm and seed
 (`explore.pareto.reference_point` of all their complete trials together) and is given as a fraction
 of the box between that point and the ideal (accuracy 1, energy 0). The bar of issue 9: the
 gated arm reaches 95 % of the best final hypervolume of any arm (same seed) in at most half the

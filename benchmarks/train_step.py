@@ -47,7 +47,7 @@ def step_seconds(system: str, methods: list[str], repeats: int, batch: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--system", default="mono")
-    parser.add_argument("--methods", nargs="+", default=["none", "kd", "ntkd"])
+    parser.add_argument("--methods", nargs="+", default=["task", "kd", "ntkd"])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)

@@ -1,14 +1,14 @@
 """Stage timings of one full `sweeps/mono.yaml` trial, and before/after them across two checkouts.
 
     python benchmarks/trial_profile.py                        # one trial, per-stage seconds
-    python benchmarks/trial_profile.py --epochs 0.25 --profile train   # + cProfile of one stage
+    python benchmarks/trial_profile.py --epochs 0.25 --profile         # + cProfile of the trial
     git worktree add --detach /tmp/onn_before HEAD
     python benchmarks/trial_profile.py --before /tmp/onn_before --repeats 2
 
 The trial is one fixed mid-size design point of `mono.yaml` (aperture 2.0 mm, sub-optic 0.45 mm,
 mask_res 256, one hidden layer of 128, ntk_beta 1.0), built the way a sweep worker builds it
-(`explore.driver._trainable`: the dataset, the cached teacher, `explore.trial.run_trial`), with no
-gate front and trial index 0. ``--epochs`` overrides the sweep's training epochs (2).
+(`explore.context.build_context`: the dataset, the cached teacher; then `explore.trial.run_trial`),
+with no gate front and trial index 0. ``--epochs`` overrides the sweep's training epochs (2).
 
 With ``--before DIR`` (a `git worktree` of the older code) the same trial runs in a subprocess per
 tree, PYTHONPATH and cwd set to that tree, alternating before / after ``--repeats`` times so that
@@ -40,40 +40,26 @@ POINT = {"aperture_mm": 2.0, "suboptic_mm": 0.45, "mask_res": 256, "backend_dept
          "train.ntk_beta": 1.0}
 
 
-def run_one(epochs: float | None, profile: str | None, top: int) -> dict[str, float]:
+def run_one(epochs: float | None, profile: bool, top: int) -> dict[str, float]:
     """Run the trial in this process; returns {stage: seconds} (and prints a profile if asked)."""
-    from explore import trial
-    from explore.point import base_design, design_point
+    from explore.context import build_context
+    from explore.rows import outcome_metrics
     from explore.spec import load_spec
-    from onn.data import load_dataset
-    from onn.energy import EnergyConstants
-    from onn.teachers import get_teacher
+    from explore.trial import run_trial
 
     overrides = [] if epochs is None else [f"training.epochs={epochs}"]
     spec = load_spec("sweeps/mono.yaml", overrides)
-    data = load_dataset(spec.task.dataset, spec.task.root)
-    teacher, _ = get_teacher(spec.task.dataset, spec.task.teacher, seed=0, root=spec.task.root, log=None)
-    context = trial.TrialContext(spec=spec, data=data, teacher=teacher,
-                                 energy=EnergyConstants.from_overrides(spec.energy.overrides,
-                                                                       base=spec.energy.constants))
-    params = {**spec.fixed, **POINT}
-    point = design_point(params, base=base_design(data.channels, data.task), training=spec.training, seed=spec.seed)
+    context = build_context(spec)
+    point = context.point({**spec.fixed, **POINT})
     profiler = cProfile.Profile()
-    if profile:  # profile only the one stage: wrap StageClock.run for it
-        timed = trial.StageClock.run
-
-        def run(clock, stage, fn):
-            return timed(clock, stage, (lambda: profiler.runcall(fn)) if stage == profile else fn)
-
-        trial.StageClock.run = run
-    metrics = trial.run_trial(point, context)
+    outcome = profiler.runcall(run_trial, point, context) if profile else run_trial(point, context)
     if profile:
-        print(f"cProfile of the {profile} stage (top {top} by cumulative time):", file=sys.stderr)
+        print(f"cProfile of the whole trial (top {top} by cumulative time):", file=sys.stderr)
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(top)
-    print(f"status {metrics['status']}, accuracy_ideal {metrics.get('accuracy_ideal')}, "
-          f"accuracy_realised {metrics.get('accuracy_realised')}, "
-          f"accuracy_fabricated_raw {metrics.get('accuracy_fabricated_raw')}, "
-          f"accuracy_fabricated {metrics.get('accuracy_fabricated')}", file=sys.stderr)
+    metrics = outcome_metrics(outcome)
+    print(f"status {metrics['status']}, " + ", ".join(f"{k} {metrics.get(k)}" for k in (
+        "accuracy_ideal_test", "accuracy_realised_test", "accuracy_fabricated_test", "accuracy_compensated_test")),
+        file=sys.stderr)
     return {stage: metrics[f"t_{stage}_s"] for stage in STAGES if f"t_{stage}_s" in metrics}
 
 
@@ -112,7 +98,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="training epochs (default: mono.yaml's)")
     parser.add_argument("--before", type=Path, default=None, help="checkout of the older code to compare with")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--profile", choices=STAGES[:-1], default=None, help="cProfile this stage")
+    parser.add_argument("--profile", action="store_true", help="cProfile the trial")
     parser.add_argument("--top", type=int, default=30, help="profile entries to print")
     parser.add_argument("--json", action="store_true", help="print the stage times as one JSON line")
     args = parser.parse_args()

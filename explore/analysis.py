@@ -15,7 +15,8 @@ import polars as pl
 import polars.selectors as cs
 
 from explore.pareto import as_losses, hypervolume, non_dominated, reference_point
-from explore.rows import BASE_SCHEMA, row_schema
+from explore.columns import METRIC_COLUMNS
+from explore.rows import row_schema
 from explore.spec import SweepSpec, load_spec
 from explore.store import read_trials
 
@@ -26,14 +27,6 @@ ROLE_DOMINATED = "dominated (trained)"
 ROLE_PRUNED = "pruned: estimated accuracy, not trained"
 ROLE_INFEASIBLE = "infeasible: estimated accuracy"
 ROLE_FAILED, ROLE_UNSCORED = "failed", "complete, objective missing"
-BOOKKEEPING = ("sweep", "stage", "attempts", "seed", "config_hash", "code_version", "host", "node_ip", "pid",
-               "started_unix_s", "finished_unix_s")
-# Row columns shown in tooltips and exported: the design's metrics (per-stage timings excepted).
-METRIC_COLUMNS = tuple(c for c in BASE_SCHEMA if c not in ("trial_id", "trial_index", "status", "reason",
-                                                            *BOOKKEEPING) and not
-                       (c.startswith("t_") and c != "t_total_s"))
-
-
 @dataclass(frozen=True)
 class Analysis:
     """Every row of a sweep with its role, and what the report computes from all of them."""
@@ -52,17 +45,22 @@ class Analysis:
         return int((self.rows["status"] == status).sum())
 
 
+def split_of(column: str) -> str:
+    """The split an accuracy column is scored on (``..._val`` or ``..._test``); "test" otherwise."""
+    return "val" if column.endswith("_val") else "test"
+
+
 def front_axes(spec: SweepSpec) -> tuple[str, str]:
     """(x, y) of the front chart: (energy_pj, first accuracy objective) when the sweep optimises
     both; else the first two objectives (y the first); a single objective is drawn against energy
-    (or accuracy_fabricated when it is energy)."""
+    (or the test accuracy as made when it is energy)."""
     metrics = spec.metrics
     accuracy = [m for m in metrics if m.startswith("accuracy")]
     if "energy_pj" in metrics and accuracy:
         return "energy_pj", accuracy[0]
     if len(metrics) >= 2:
         return metrics[1], metrics[0]
-    return ("accuracy_fabricated", metrics[0]) if metrics[0] == "energy_pj" else ("energy_pj", metrics[0])
+    return ("accuracy_fabricated_test", metrics[0]) if metrics[0] == "energy_pj" else ("energy_pj", metrics[0])
 
 
 def hypervolume_steps(values: np.ndarray, directions: list[str], reference: np.ndarray) -> list[tuple[int, float]]:

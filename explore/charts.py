@@ -20,6 +20,8 @@ import altair as alt
 import polars as pl
 
 from explore.analysis import ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED
+from explore.columns import BY_NAME
+from explore.columns import title as column_title
 
 HEIGHT = 400  # of the front chart, px
 MAX_POINTS = 4000  # rows embedded per dataset, below Altair's 5 000-row guard
@@ -35,31 +37,20 @@ STYLES: dict[str, tuple[str, str, str, float, int]] = {
     ROLE_INFEASIBLE: (PURPLE, PURPLE, "cross", 0.45, 30),
 }
 MUTED = (ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE)
+# The stages of a trained design, in order: (column stem, name); the columns end in _<split>.
 STAGES = (("accuracy_ideal", "ideal simulation"), ("accuracy_realised", "realised masks"),
-          ("accuracy_fabricated_raw", "fabricated, raw"), ("accuracy_fabricated", "fabricated, compensated"))
-LABELS = {
-    "energy_pj": "energy per inference (pJ)",
-    "accuracy_fabricated": "accuracy after fabrication, mean of draws (0-1)",
-    "accuracy_fabricated_p5": "accuracy after fabrication, 5th percentile (0-1)",
-    "accuracy_ideal": "accuracy in ideal simulation (0-1)",
-    "est_accuracy": "estimated accuracy before training (0-1)",
-    "macs": "digital MACs per inference",
-    "pixels_read": "sensor pixels read per inference",
-    "train_s": "training time (s)",
-}
-NAMES = {"energy_pj": "energy per inference", "accuracy_fabricated": "accuracy after fabrication",
-         "accuracy_fabricated_p5": "worst-case (p5) accuracy after fabrication",
-         "accuracy_ideal": "accuracy in ideal simulation"}
+          ("accuracy_fabricated", "fabricated, as made"), ("accuracy_compensated", "fabricated, compensated"))
 
 
 def label(column: str) -> str:
-    """Axis title: what the column is, with its unit."""
-    return LABELS.get(column, column)
+    """Axis title: what the column is, with its unit (`explore.columns`)."""
+    return column_title(column)
 
 
 def title_of(column: str) -> str:
     """A column in words, for titles."""
-    return NAMES.get(column, column)
+    known = BY_NAME.get(column)
+    return (known.label or known.doc) if known else column
 
 
 def field(column: str) -> str:
@@ -93,13 +84,13 @@ def _log_scale(values: pl.Series) -> bool:
     return len(values) > 1 and values.min() > 0 and values.max() / values.min() > 10
 
 
-def front_chart(points: pl.DataFrame, *, x: str, y: str, x_direction: str, step: bool, tips: Sequence[str],
-                digital_pj: float | None, title: str, subtitle: Sequence[str]) -> alt.LayerChart:
+def front_chart(points: pl.DataFrame, *, x: str, y: str, ideal: str, x_direction: str, step: bool,
+                tips: Sequence[str], digital_pj: float | None, title: str, subtitle: Sequence[str]) -> alt.LayerChart:
     """Accuracy (``y_plotted``) vs energy, one point per row, styled by ``role`` (`STYLES`).
 
     ``y_plotted`` is the objective for trained designs and ``est_accuracy`` for pruned/infeasible
-    ones; rows with role `ROLE_IDEAL` repeat each front design at its ideal-simulation accuracy and a
-    rule joins it to the trained point. The front is joined as a staircase: the boundary of the
+    ones; rows with role `ROLE_IDEAL` repeat each front design at its ideal-simulation accuracy
+    (column ``ideal``) and a rule joins it to the trained point. The front is joined as a staircase: the boundary of the
     region it dominates, which holds each point's accuracy until the next point along x when x is
     minimised (step-after) and takes the next point's accuracy when x is maximised (step-before).
     """
@@ -125,8 +116,8 @@ def front_chart(points: pl.DataFrame, *, x: str, y: str, x_direction: str, step:
     base = alt.Chart(points).encode(x=x_enc, y=y_enc)
     is_ = lambda role: alt.datum.role == role  # noqa: E731
     layers = [
-        base.transform_filter(is_(ROLE_FRONT) & alt.expr.isValid(alt.datum.accuracy_ideal)).mark_rule(
-            color=RED, opacity=0.4, strokeDash=[2, 2]).encode(y2=alt.Y2(field="accuracy_ideal"))
+        base.transform_filter(is_(ROLE_FRONT) & alt.expr.isValid(alt.datum[ideal])).mark_rule(
+            color=RED, opacity=0.4, strokeDash=[2, 2]).encode(y2=alt.Y2(field=field(ideal)))
         if ROLE_IDEAL in roles else None,
         base.transform_filter(is_(ROLE_FRONT)).mark_line(
             interpolate="step-after" if x_direction == "min" else "step-before", color=RED,
@@ -163,16 +154,16 @@ def hypervolume_chart(history: pl.DataFrame, *, compute: str, compute_title: str
         title=alt.Title(title, subtitle=list(subtitle), anchor="start"))
 
 
-def calibration_chart(points: pl.DataFrame, *, tips: Sequence[str], title: str,
+def calibration_chart(points: pl.DataFrame, *, trained: str, tips: Sequence[str], title: str,
                       subtitle: Sequence[str]) -> alt.LayerChart:
-    """Estimated accuracy (before training) vs trained accuracy in ideal simulation, with y = x."""
-    lo = min(points["est_accuracy"].min(), points["accuracy_ideal"].min())
-    hi = max(points["est_accuracy"].max(), points["accuracy_ideal"].max())
+    """Estimated accuracy (before training) vs the ``trained`` accuracy column, with y = x."""
+    lo = min(points["est_accuracy"].min(), points[trained].min())
+    hi = max(points["est_accuracy"].max(), points[trained].max())
     diagonal = alt.Chart(pl.DataFrame({"a": [lo, hi]})).mark_line(color="#95a5a6", strokeDash=[4, 4]).encode(
         x="a:Q", y="a:Q")
     dots = alt.Chart(points).mark_circle(size=40, opacity=0.7).encode(
         x=alt.X("est_accuracy:Q", title=label("est_accuracy"), scale=alt.Scale(zero=False)),
-        y=alt.Y("accuracy_ideal:Q", title=label("accuracy_ideal"), scale=alt.Scale(zero=False)),
+        y=alt.Y(field=trained, type="quantitative", title=label(trained), scale=alt.Scale(zero=False)),
         color=alt.Color("role:N", title=None, scale=alt.Scale(domain=[ROLE_FRONT, ROLE_DOMINATED], range=[RED, GREY]),
                         legend=alt.Legend(orient="bottom")),
         tooltip=tooltips(points, ["role", *tips]))

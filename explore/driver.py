@@ -1,8 +1,14 @@
 """The Ray side of a sweep: Tune + Optuna scheduling, the driver's row writer, progress, resume.
 
-The only module (with `explore.sweep`'s lazy import) that touches Ray. Trials run
+The only module that touches Ray (with `explore.faults`' test callback). Trials run
 `explore.trial.run_trial` inside Ray workers and report their row once; the driver's `RowWriter`
 callback turns each report (or each final error) into exactly one Parquet row.
+
+State that survives the driver: the Parquet rows (`explore.store`) and the Optuna study, kept in a
+journal file beside them (``study.journal``: `optuna.load_study` and optuna-dashboard read it).
+Resuming (``--resume``, or after Tune's own loop died) reconciles the two: a trial the study saw
+start but that has no row is proposed again with its own parameters and index, one that has a row
+is told its result; then Tune runs exactly the trials still missing from the budget.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
+import polars as pl
 import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
@@ -24,34 +32,135 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from explore.analysis import gate_savings
+from explore.columns import SCHEMA, STATUSES
+from explore.context import build_context
+from explore.faults import FAULT_ENV, Faults, fault_injector
 from explore.pareto import non_dominated
-from explore.point import base_design, design_point
-from explore.rows import STATUSES, build_row, row_schema
-from explore.runtime import MALLOC_ENV
+from explore.rows import build_row, outcome_metrics, row_schema
+from explore.runtime import MALLOC_ENV, code_version
 from explore.spec import SweepSpec, spec_to_yaml
 from explore.store import TrialStore, read_trials
-from explore.sweep import code_version, results_dir, tune_space
-from explore.trial import FAULT_ENV, TrialContext, gate_front, injected_fault, run_trial
+from explore.trial import gate_front, run_trial
 
 FRONT_ACTOR = "explore-front-{name}"
-# Times the driver restores Tune from its saved state after Tune's own loop died on an unexpected error
-# (seen here: Ray's memory monitor killed a trial worker while Tune was starting it, and Tune raised
-# instead of failing that trial); trials that already ran keep their rows, none is written twice.
+STUDY_FILE = "study.journal"
+# Times the driver starts Tune again after Tune's own loop died on an unexpected error (seen here:
+# Ray's memory monitor killed a trial worker while Tune was starting it, and Tune raised instead of
+# failing that trial); rows already written stay, none is written twice, the budget stays exact.
 CONTROLLER_RESTARTS = 3
 DRIVER_FAULT_MARK = ".driver-fault-injected"
 
 
-class StagedOptunaSearch(OptunaSearch):
-    """`OptunaSearch` that tells Optuna PRUNED for a trial that did not finish (pruned, infeasible
-    or diverged) or has a NaN objective, instead of COMPLETE with partial values (a pruned design
-    has an energy but no trained accuracy). TPE counts pruned trials among the bad examples, so
-    the sampler learns to avoid those regions, while only finished trials' values are told."""
+# --- the Optuna side ---------------------------------------------------------------------------
+
+def study_storage(spec: SweepSpec) -> optuna.storages.JournalStorage:
+    """The journal file ``<folder>/study.journal`` that holds the sweep's Optuna study."""
+    spec.folder.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(spec.folder / STUDY_FILE)))
+
+
+def open_study(spec: SweepSpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """The sweep's study (created on first use), with the objectives' names set, so
+    `optuna.load_study` and optuna-dashboard show them."""
+    study = optuna.create_study(storage=storage, study_name=spec.name, load_if_exists=True,
+                                directions=["maximize" if d == "max" else "minimize" for d in spec.directions])
+    if study.metric_names is None:
+        study.set_metric_names(spec.metrics)
+    return study
+
+
+def optuna_sampler(spec: SweepSpec, resumed_trials: int = 0):
+    """The sweep file's ``search.sampler``. Seeded with the sweep's seed, mixed with the number of
+    trials already in the study on a resume (a sampler seeded as at the start would propose the
+    start's random designs again)."""
+    seed = spec.seed if not resumed_trials else int(np.random.SeedSequence([spec.seed, resumed_trials])
+                                                      .generate_state(1)[0])
+    if spec.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.search.startup_trials)
+
+
+def tell_from_row(study: optuna.Study, frozen: optuna.trial.FrozenTrial, row: dict, spec: SweepSpec) -> None:
+    """Tell the study the outcome a row records (the row was written, the tell was lost)."""
+    trial = optuna.Trial(study, frozen._trial_id)
+    _set_outcome_attrs(trial, row)
+    values = [row.get(m) for m in spec.metrics]
+    if row["status"] == "complete" and not any(_missing(v) for v in values):
+        study.tell(trial, values)
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL if row["status"] == "failed"
+                   else optuna.trial.TrialState.PRUNED)
+
+
+def _set_outcome_attrs(trial: optuna.Trial, row: dict) -> None:
+    for key in ("status", "reason", "stage"):
+        if row.get(key) is not None:
+            trial.set_user_attr(key, row[key])
+
+
+class SweepSearch(OptunaSearch):
+    """`OptunaSearch` over the sweep's space on its persistent study, which:
+
+    - gives every proposal a trial index (in its config and as the Optuna trial's user attribute
+      ``trial_index``), so rows, the study and Tune agree on which trial is which;
+    - hands out ``requeue`` first: trials the study saw start but that left no row, with their own
+      parameters and index (a resume runs them again instead of proposing new ones);
+    - tells Optuna PRUNED for a trial that did not finish (pruned, infeasible, diverged) or has a
+      missing objective, instead of COMPLETE with partial values (a pruned design has an energy but
+      no trained accuracy); TPE counts pruned trials among the bad examples. Every told trial
+      carries its status, reason and stage as user attributes.
+    """
+
+    def __init__(self, spec: SweepSpec, storage: optuna.storages.BaseStorage, *, first_index: int,
+                 requeue: list[tuple[int, int]], sampler):
+        space = {name: domain.distribution() for name, domain in spec.space.items()}
+        super().__init__(space=space, metric=spec.metrics, mode=spec.directions, sampler=sampler,
+                         study_name=spec.name, storage=storage)
+        self._next_index = first_index
+        self._requeue = list(requeue)
+        self._index_of: dict[str, int] = {}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials:
+            if self._requeue:
+                storage_id, index = self._requeue.pop(0)
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, storage_id)
+            else:
+                index, self._next_index = self._next_index, self._next_index + 1
+                self._ot_trials[trial_id] = self._ot_study.ask(fixed_distributions=self._space)
+                self._ot_trials[trial_id].set_user_attr("trial_index", index)
+            self._index_of[trial_id] = index
+        return {**self._ot_trials[trial_id].params, "trial_index": self._index_of[trial_id]}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            _set_outcome_attrs(self._ot_trials[trial_id], result or {"status": "failed", "stage": "error"})
         if result and (result.get("status") != "complete" or any(_missing(result.get(m)) for m in self.metric)):
             result = None  # OptunaSearch tells PRUNED for no result without an error
         super().on_trial_complete(trial_id, result, error)
 
+
+def reconcile(study: optuna.Study, rows: pl.DataFrame, spec: SweepSpec) -> tuple[int, list[tuple[int, int]]]:
+    """Bring the study in line with the rows after an interruption: a RUNNING trial with a row is
+    told the row's outcome; one without is returned for a rerun. Returns (the next new trial index,
+    [(storage trial id, trial index)] to rerun)."""
+    by_index = {r["trial_index"]: r for r in rows.to_dicts() if r.get("trial_index") is not None}
+    requeue = []
+    indices = set(by_index)
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        index = frozen.user_attrs.get("trial_index")
+        if index is None:
+            continue
+        indices.add(index)
+        if index in by_index:
+            tell_from_row(study, frozen, by_index[index], spec)
+        else:
+            requeue.append((frozen._trial_id, index))
+    indices |= {t.user_attrs.get("trial_index", -1) for t in study.get_trials(deepcopy=False)}
+    return max(indices, default=-1) + 1, sorted(requeue, key=lambda item: item[1])
+
+
+# --- the Tune side -----------------------------------------------------------------------------
 
 @ray.remote(num_cpus=0)
 class FrontBoard:
@@ -67,12 +176,25 @@ class FrontBoard:
         return self.points
 
 
+def publish_front(spec: SweepSpec, rows: pl.DataFrame) -> None:
+    """Send the gate's view of the trained front to the board (no board: the gate checks the bar only)."""
+    accuracy = next((m for m in spec.metrics if m.startswith("accuracy")), None)
+    if accuracy is None or accuracy not in rows.columns:
+        return
+    front = gate_front(rows.filter(status="complete").to_dicts(), accuracy)
+    if front:
+        try:
+            ray.get_actor(FRONT_ACTOR.format(name=spec.name)).set.remote(front)
+        except ValueError:
+            pass
+
+
 class RowWriter(tune.Callback):
     """Writes one row per trial (on its report, or on its final error) and prints progress."""
 
     def __init__(self, spec: SweepSpec, code: str, every_s: float = 15.0):
         self.spec, self.code, self.every_s = spec, code, every_s
-        self.folder = results_dir(spec) / "trials"
+        self.folder = spec.folder / "trials"
         self.schema = row_schema(spec)
         self._store: TrialStore | None = None
         self._last_print = 0.0
@@ -90,23 +212,20 @@ class RowWriter(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "status" not in result:
             return
-        metrics = {k: result[k] for k in self.schema if k in result and not k.startswith("param.")}
-        metrics.update(trial_id=trial.trial_id, trial_index=_index(trial), attempts=trial.num_failures + 1,
-                       code_version=self.code, seed=self.spec.seed)
+        metrics = {k: result[k] for k in SCHEMA if k in result}
+        metrics.update(trial_id=trial.trial_id, attempts=trial.num_failures + 1, code_version=self.code,
+                       seed=self.spec.seed)
         self.store.append(build_row(self.spec, _params(self.spec, trial.config), metrics))
         if result["status"] == "complete":
-            self._publish_front()
-        mark = self.folder.parent / DRIVER_FAULT_MARK
-        if injected_fault(_index(trial)) == "driver" and not mark.exists():
-            mark.touch()
-            raise RuntimeError(f"{FAULT_ENV}: injected failure of Tune's controller on trial {_index(trial)}")
+            publish_front(self.spec, self.store.read())
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = _error_text(trial)
         self.store.append(build_row(self.spec, _params(self.spec, trial.config), {
-            "trial_id": trial.trial_id, "trial_index": _index(trial), "status": "failed", "reason": reason,
-            "attempts": trial.num_failures, "code_version": self.code, "seed": self.spec.seed}))
-        print(f"[sweep] trial {_index(trial)} failed after {trial.num_failures} attempt(s): {reason}", flush=True)
+            "trial_id": trial.trial_id, "trial_index": trial.config.get("trial_index"), "status": "failed",
+            "reason": reason, "attempts": trial.num_failures, "code_version": self.code, "seed": self.spec.seed}))
+        print(f"[sweep] trial {trial.config.get('trial_index')} failed after {trial.num_failures} attempt(s): {reason}",
+              flush=True)
 
     def on_step_end(self, iteration, trials, **info):
         now = time.time()
@@ -118,23 +237,6 @@ class RowWriter(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         self.store.flush()
-
-    def _publish_front(self):
-        front = gate_front(self.store.read().filter(status="complete").to_dicts())
-        if front:
-            try:
-                ray.get_actor(FRONT_ACTOR.format(name=self.spec.name)).set.remote(front)
-            except ValueError:
-                pass  # no board (e.g. after a restore before it was recreated): the gate checks the bar only
-
-
-def optuna_sampler(spec: SweepSpec):
-    """The sweep file's ``search.sampler``, seeded with the sweep's seed."""
-    import optuna
-
-    if spec.search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.search.startup_trials)
 
 
 def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str:
@@ -155,18 +257,18 @@ def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str
 
 
 def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: bool = True) -> int:
-    folder = results_dir(spec)
-    tune_dir = folder / "tune"
+    folder = spec.folder
     saved = folder / "sweep.yaml"
+    has_rows = (folder / "trials").exists() and any((folder / "trials").iterdir())
     if resume:
-        if not tune.Tuner.can_restore(str(tune_dir)):
+        if not saved.exists():
             print(f"nothing to resume in {folder}; run without --resume to start", file=sys.stderr)
             return 2
-        if saved.exists() and saved.read_text() != spec_to_yaml(spec):
+        if saved.read_text() != spec_to_yaml(spec):
             print(f"{spec.name}: the sweep file differs from the one this sweep started with ({saved}); "
                   f"resume with the same file (and overrides), or give the new sweep another name", file=sys.stderr)
             return 2
-    elif (folder / "trials").exists() and any((folder / "trials").iterdir()):
+    elif has_rows or (folder / STUDY_FILE).exists():
         print(f"{folder} already holds a sweep; use --resume to continue it, or another name/output",
               file=sys.stderr)
         return 2
@@ -187,19 +289,6 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, spec=spec, teacher_state=teacher.state_dict(), teacher_name=info.name),
         {"cpu": spec.budget.cpus_per_trial})
-    if resume:
-        tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False,
-                                   restart_errored=False)
-    else:
-        searcher = StagedOptunaSearch(metric=spec.metrics, mode=spec.directions, sampler=optuna_sampler(spec))
-        tuner = tune.Tuner(
-            trainable, param_space=tune_space(spec),
-            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, spec.budget.concurrency),
-                                        num_samples=spec.budget.trials, time_budget_s=spec.budget.time_limit_s,
-                                        reuse_actors=False),
-            run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=spec.budget.max_retries),
-                                      callbacks=[RowWriter(spec, code_version())]))
     # Tune's result grid reads per-trial result files, which this driver turns off (the rows are in
     # the Parquet store); without this it warns "Could not fetch metrics" for every trial at the end.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -207,21 +296,19 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
     try:
         for restart in range(CONTROLLER_RESTARTS + 1):
             try:
-                tuner.fit()
+                _run_tune(spec, trainable, start)
                 break
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
-                if restart == CONTROLLER_RESTARTS or not tune.Tuner.can_restore(str(tune_dir)):
+                if restart == CONTROLLER_RESTARTS:
                     raise
                 lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
                 print(f"[sweep {spec.name}] Tune stopped on an unexpected error ({lines[-1][:200]}); "
-                      f"restoring its saved state and going on ({restart + 1} of {CONTROLLER_RESTARTS})",
+                      f"starting it again on the trials still to run ({restart + 1} of {CONTROLLER_RESTARTS})",
                       file=sys.stderr, flush=True)
-                tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False,
-                                           restart_errored=False)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m explore.sweep {spec.name} ... --resume", file=sys.stderr)
+        print(f"\ninterrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
     finally:
         del board
@@ -230,7 +317,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
     savings = gate_savings(frame)
     if savings is not None:
         print(savings.sentence())
-    print(f"rows: {folder / 'trials'} ({len(frame)} trials)")
+    print(f"rows: {folder / 'trials'} ({len(frame)} trials); study: {folder / STUDY_FILE}")
     out_of_time = spec.budget.time_limit_s is not None and time.time() - start >= spec.budget.time_limit_s
     if len(frame) < spec.budget.trials and not out_of_time:  # Tune returns normally on Ctrl-C
         print(f"stopped with {len(frame)}/{spec.budget.trials} trials; continue with the same command and --resume",
@@ -241,6 +328,41 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
 
         print(f"report: {write_report(folder)}")
     return 0
+
+
+def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
+    """One Tune run over the trials still missing from the budget (reconciled with the study first)."""
+    folder = spec.folder
+    rows = read_trials(folder / "trials", row_schema(spec))
+    remaining = spec.budget.trials - len(rows)
+    if remaining <= 0:
+        return
+    storage = study_storage(spec)
+    study = open_study(spec, storage)
+    first_index, requeue = reconcile(study, rows, spec)
+    if len(rows):
+        publish_front(spec, rows)
+        print(f"[sweep {spec.name}] {len(rows)} trials already recorded; running {remaining} more "
+              f"({len(requeue)} of them interrupted earlier, rerun with their own parameters)", flush=True)
+    searcher = SweepSearch(spec, storage, first_index=first_index, requeue=requeue,
+                           sampler=optuna_sampler(spec, resumed_trials=len(study.trials)))
+    callbacks = [RowWriter(spec, code_version())]
+    faults = Faults.from_environment()
+    if faults is not None:
+        callbacks.append(fault_injector(faults, folder / DRIVER_FAULT_MARK))
+    time_left = None
+    if spec.budget.time_limit_s is not None:
+        time_left = max(1.0, spec.budget.time_limit_s - (time.time() - start))
+    runs = folder / "tune"
+    tuner = tune.Tuner(
+        trainable, param_space={},
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, spec.budget.concurrency),
+                                    num_samples=remaining, time_budget_s=time_left, reuse_actors=False),
+        run_config=tune.RunConfig(name=f"run-{len(list(runs.glob('run-*'))) if runs.exists() else 0}",
+                                  storage_path=str(runs), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=spec.budget.max_retries),
+                                  callbacks=callbacks))
+    tuner.fit()
 
 
 def _init_ray(address: str | None) -> None:
@@ -264,29 +386,21 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
     """One trial inside a Ray worker: build the context, run the stages, report the row once."""
     import torch
 
-    from onn.data import load_dataset
-    from onn.energy import EnergyConstants
-    from onn.teachers import build_teacher
-
     torch.set_num_threads(max(1, int(spec.budget.cpus_per_trial)))
     started, cpu_started = time.time(), time.process_time()
-    data = load_dataset(spec.task.dataset, spec.task.root)  # per trial: each trial is a fresh actor (0.3 s for MNIST)
-    teacher = build_teacher(teacher_name, data)
-    teacher.load_state_dict(teacher_state)
-    teacher.eval()
+    context = build_context(spec, teacher_state=teacher_state, teacher_name=teacher_name,
+                            faults=Faults.from_environment())
     try:
         front = np.array(ray.get(ray.get_actor(FRONT_ACTOR.format(name=spec.name)).get.remote()), dtype=float)
     except (ValueError, ray.exceptions.RayActorError):
         front = None  # no board (or it was lost with a node): the gate checks the accuracy bar only
-    context = TrialContext(spec=spec, data=data, teacher=teacher, front=front,
-                           energy=EnergyConstants.from_overrides(spec.energy.overrides, base=spec.energy.constants))
-    params = _params(spec, config)
-    point = design_point(params, base=base_design(data.channels, data.task), training=spec.training, seed=spec.seed)
-    index = _worker_trial_index()
-    metrics = run_trial(point, context, trial_index=index)
-    metrics.update(config_hash=point.config_hash, host=socket.gethostname(), node_ip=ray.util.get_node_ip_address(),
-                   pid=os.getpid(), started_unix_s=started, finished_unix_s=time.time(),
-                   cpu_s=time.process_time() - cpu_started)
+    index = config["trial_index"]
+    point = context.point(_params(spec, config))
+    outcome = run_trial(point, context.with_front(front), trial_index=index)
+    metrics = outcome_metrics(outcome)
+    metrics.update(trial_index=index, config_hash=point.config_hash, host=socket.gethostname(),
+                   node_ip=ray.util.get_node_ip_address(), pid=os.getpid(), started_unix_s=started,
+                   finished_unix_s=time.time(), cpu_s=time.process_time() - cpu_started)
     for metric in spec.metrics:  # every objective key present (Tune checks); a pruned design keeps its
         if metrics.get(metric) is None:  # energy, which the report plots; Optuna sees only complete ones
             metrics[metric] = float("nan")
@@ -295,23 +409,6 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
 
 def _params(spec: SweepSpec, config: dict) -> dict[str, Any]:
     return {**spec.fixed, **{k: v for k, v in config.items() if k in spec.space}}
-
-
-def _index(trial) -> int:
-    """0-based trial index: Tune's experiment tag starts with a 1-based counter ("3_aperture_mm=...")."""
-    return _tag_index(trial.experiment_tag)
-
-
-def _tag_index(tag: str) -> int:
-    head = tag.split("_", 1)[0]
-    return int(head) - 1 if head.isdigit() else -1
-
-
-def _worker_trial_index() -> int:
-    """The same index inside the worker: the trial folder is ``<trainable>_<trial id>_<tag>_<date>``."""
-    context = tune.get_context()
-    name = Path(context.get_trial_dir()).name
-    return _tag_index(name.split(f"{context.get_trial_id()}_", 1)[-1])
 
 
 def _missing(value: Any) -> bool:

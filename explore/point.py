@@ -1,11 +1,12 @@
 """A sampled configuration becomes a design point: an `onn.design.Design` and a `TrainConfig`.
 
-The one converter from the flat parameter names of a sweep file (`explore.spec.PARAMETERS`) to the
-objects `onn` works with. Values the sweep does not set come from the task's preset (mono for grey
-data, poly for colour, seg for segmentation), so a small sweep file stays small; the exception is
-the kernel count, which follows the layout (every signed kernel the aperture holds) unless
-``n_kernels`` is set. A preset with kernel groups (seg: 8 / 16 / 32) keeps their proportions:
-the kernel count is split into groups of the same shares (`scaled_groups`).
+The one converter from the flat parameter names of a sweep file (`explore.parameters.PARAMETERS`,
+which says where each value lands) to the objects `onn` works with. Values the sweep does not set
+come from the task's preset (mono for grey data, poly for colour, seg for segmentation), so a small
+sweep file stays small; the exception is the kernel count, which follows the layout (every signed
+kernel the aperture holds) unless ``n_kernels`` is set. A preset with kernel groups (seg: 8 / 16 /
+32) keeps their proportions: the kernel count is split into groups of the same shares
+(`scaled_groups`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from explore.parameters import PARAMETERS
 from onn.design import PRESETS, Design
-from onn.optics.sensor import SensorConfig
 from onn.optics.validity import InfeasibleDesign
 from onn.train import TrainConfig
-
-SENSOR_KEYS = {"read_noise_fs", "full_well_e", "bits"}
-BACKEND_KEYS = {"backend_depth", "backend_width"}
 
 
 @dataclass(frozen=True)
@@ -46,25 +44,25 @@ def base_design(channels: int, task: str) -> Design:
 
 
 def design_point(params: dict[str, Any], *, base: Design, training: dict[str, Any], seed: int) -> DesignPoint:
-    """Build the design point for ``params`` (hardware names and ``train.*`` knobs)."""
-    hardware = {k: v for k, v in params.items() if not k.startswith("train.")}
-    train_knobs = {k.removeprefix("train."): v for k, v in params.items() if k.startswith("train.")}
-    changes = {k: v for k, v in hardware.items() if k not in SENSOR_KEYS | BACKEND_KEYS}
+    """Build the design point for ``params`` (names of `PARAMETERS`); raises KeyError for others."""
+    by_target: dict[str, dict[str, Any]] = {"design": {}, "sensor": {}, "backend": {}, "train": {}}
+    for name, value in params.items():
+        parameter = PARAMETERS[name]
+        by_target[parameter.target][parameter.field] = parameter.cast(value)
+    changes = by_target["design"]
     # Presets pin their kernel count; in a sweep the aperture decides it (all the layout holds)
     # unless the sweep file sets n_kernels itself.
     changes.setdefault("n_kernels", None)
-    if "mask_res" in changes:
-        changes["mask_res"] = int(changes["mask_res"])
-    if SENSOR_KEYS & hardware.keys():
-        changes["sensor"] = dataclasses.replace(base.sensor, **{k: hardware[k] for k in SENSOR_KEYS & hardware.keys()})
-    if BACKEND_KEYS & hardware.keys():
-        depth = int(hardware.get("backend_depth", len(base.hidden)))
-        width = int(hardware.get("backend_width", base.hidden[0] if base.hidden else 128))
+    if by_target["sensor"]:
+        changes["sensor"] = dataclasses.replace(base.sensor, **by_target["sensor"])
+    if by_target["backend"]:
+        depth = by_target["backend"].get("depth", len(base.hidden))
+        width = by_target["backend"].get("width", base.hidden[0] if base.hidden else 128)
         changes["hidden"] = tuple(max(1, width // 2**i) for i in range(depth))
     design = dataclasses.replace(base, **changes)
     if base.groups is not None:
         design = _regrouped(design, base.groups)
-    train = TrainConfig(**{"method": "ntkd", **training, **train_knobs, "seed": seed})
+    train = TrainConfig(**{"method": "ntkd", **training, **by_target["train"], "seed": seed})
     return DesignPoint(tuple(sorted(params.items())), design, train)
 
 
@@ -96,4 +94,4 @@ def _regrouped(design: Design, shares: tuple[int, ...]) -> Design:
     return design if groups is None else dataclasses.replace(design, groups=groups)
 
 
-__all__ = ["DesignPoint", "SensorConfig", "base_design", "design_point", "scaled_groups"]
+__all__ = ["DesignPoint", "base_design", "design_point", "scaled_groups"]

@@ -25,8 +25,9 @@ from pathlib import Path
 import polars as pl
 
 from explore import charts, page
-from explore.analysis import (METRIC_COLUMNS, ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED,
-                              ROLE_UNSCORED, Analysis, gate_savings, load, spearman)
+from explore.analysis import (ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_UNSCORED,
+                              Analysis, gate_savings, load, spearman, split_of)
+from explore.columns import METRIC_COLUMNS
 from explore.charts import STAGES
 from onn.data import TASKS
 from explore.spec import Choice, FloatRange, IntRange
@@ -50,10 +51,11 @@ def _front(a: Analysis):
         reasons = rows["reason"].drop_nulls().value_counts(sort=True).head(3)["reason"].to_list()
         notes.append(f"{len(rows)} {status} designs are not plotted: no {a.x} or {y} value"
                      + (f" (reasons: {'; '.join(reasons)})." if any(reasons) else "."))
-    if a.y != "accuracy_ideal":
-        ideal = a.front.filter(pl.col("accuracy_ideal").is_not_null())
+    ideal_column = f"accuracy_ideal_{split_of(a.y)}"
+    if a.y != ideal_column:
+        ideal = a.front.filter(pl.col(ideal_column).is_not_null())
         points = pl.concat([points, ideal.with_columns(role=pl.lit(ROLE_IDEAL),
-                                                       y_plotted=pl.col("accuracy_ideal"))])
+                                                       y_plotted=pl.col(ideal_column))])
     tips = ["trial_id", "status", "reason", *a.params, *METRIC_COLUMNS]
     shown = charts.display_sample(points.select(*dict.fromkeys(["role", "y_plotted", a.x, *tips])),
                                   keep=pl.col("role").is_in([ROLE_FRONT, ROLE_IDEAL]))
@@ -80,7 +82,7 @@ def _front(a: Analysis):
                      f"(`energy_all_digital_pj`); each design's own value is in its tooltip.")
     if counts["complete"] and not len(a.front):
         notes.append("No complete design has every objective value: there is no front yet.")
-    chart = charts.front_chart(shown, x=a.x, y=a.y, x_direction=x_direction, step=step, tips=tips,
+    chart = charts.front_chart(shown, x=a.x, y=a.y, ideal=ideal_column, x_direction=x_direction, step=step, tips=tips,
                                digital_pj=float(digital.median()) if digital.len() else None,
                                title=title, subtitle=subtitle)
     return chart, notes
@@ -105,19 +107,20 @@ def _hypervolume(a: Analysis):
 
 
 def _calibration(a: Analysis):
+    trained = f"accuracy_ideal_{split_of(a.y)}"
     points = a.rows.filter((pl.col("status") == "complete") & pl.col("est_accuracy").is_not_null()
-                           & pl.col("accuracy_ideal").is_not_null())
-    _, text = spearman(points["est_accuracy"].to_numpy(), points["accuracy_ideal"].to_numpy())
+                           & pl.col(trained).is_not_null())
+    _, text = spearman(points["est_accuracy"].to_numpy(), points[trained].to_numpy())
     if not len(points):
         return None, [f"Estimator calibration: {text}."]
     points = points.with_columns(role=pl.when(pl.col("role") == ROLE_FRONT).then(pl.col("role"))
                                  .otherwise(pl.lit(ROLE_DOMINATED)))
-    tips = ["trial_id", "est_accuracy", "accuracy_ideal", *a.params]
+    tips = ["trial_id", "est_accuracy", trained, *a.params]
     shown = charts.display_sample(points.select("role", *tips), keep=pl.col("role") == ROLE_FRONT)
     subtitle = ["Pre-training estimate vs trained accuracy (complete trials); dashed: y = x."]
     if len(shown) < len(points):
         subtitle.append(f"Showing a seeded sample of {len(shown)} of {len(points)}; ρ uses all.")
-    return charts.calibration_chart(shown, tips=tips, title=f"Estimator calibration: {text}",
+    return charts.calibration_chart(shown, trained=trained, tips=tips, title=f"Estimator calibration: {text}",
                                     subtitle=subtitle), [f"Estimator calibration: {text}."]
 
 
@@ -127,12 +130,12 @@ def _robustness(a: Analysis):
     unit = " pJ" if a.x == "energy_pj" else ""
     front = a.front.head(MAX_ROBUSTNESS).with_columns(  # sorted by x: designs read along the front
         design=pl.format("#{} ({}{})", pl.col("trial_index"), pl.col(a.x).round_sig_figs(3), pl.lit(unit)))
-    spreads = {"accuracy_fabricated_raw": "accuracy_fabricated_raw_std",
-               "accuracy_fabricated": "accuracy_fabricated_std"}
+    split = split_of(a.y)
+    stages = [(i, f"{stem}_{split}", name) for i, (stem, name) in enumerate(STAGES) if f"{stem}_{split}" in front.columns]
     long = pl.concat([front.select(
         "design", "trial_id", stage=pl.lit(name), stage_index=pl.lit(i), accuracy=pl.col(column).cast(pl.Float64),
-        std=pl.col(spreads[column]) if column in spreads else pl.lit(None, pl.Float64))
-        for i, (column, name) in enumerate(STAGES)])
+        std=pl.col(f"{column}_std") if f"{column}_std" in front.columns else pl.lit(None, pl.Float64))
+        for i, column, name in stages])
     long = long.filter(pl.col("accuracy").is_not_null()).sort(
         pl.col("design").cast(pl.Enum(front["design"].unique(maintain_order=True))), "stage_index")
     subtitle = ["Each front design's accuracy at each stage: ideal simulation → realised masks →",
@@ -235,8 +238,10 @@ def write_report(folder: str | Path, *, png: bool = True) -> Path:
         intro.append(f"{len(failed)} failed trials (not plotted): {listed}" + (" ..." if len(failed) > 20 else ""))
     sections = [page.Section(key, heading, chart.to_dict() if chart is not None else None, tuple(notes))
                 for key, heading, chart, notes in built]
-    shown = [c for c in ["trial_id", *a.spec.metrics, *(s for s, _ in STAGES), "accuracy_fabricated_std",
-                         "est_accuracy", "energy_pj", "energy_all_digital_pj", *a.params] if c in a.front.columns]
+    split = split_of(a.y)
+    shown = [c for c in ["trial_id", *a.spec.metrics, *(f"{s}_{split}" for s, _ in STAGES),
+                         f"accuracy_compensated_{split}_std", "est_accuracy", "energy_pj", "energy_all_digital_pj",
+                         *a.params] if c in a.front.columns]
     table = page.table(a.front, list(dict.fromkeys(shown)), {p: p.removeprefix("param.") for p in a.params})
     table_notes = [f"{len(a.front)} non-dominated complete designs, sorted by {a.x}; click a header to sort. "
                    f"Every parameter and metric of each is in front.json and front.csv beside this file."]

@@ -1,8 +1,8 @@
-"""The trial row: one explicit Parquet schema, and the one function that fills it.
+"""The trial row: its Parquet schema, and the one function that fills it from a trial's outcome.
 
-Columns carry their units in their names. ``param.<name>`` columns hold the design point as sampled
-(one per parameter of the sweep file); everything else is fixed across sweeps, so every sweep's
-table reads the same way. A trial that stopped early has nulls where its later stages would be.
+Columns come from `explore.columns.COLUMNS` (units in their names). ``param.<name>`` columns hold
+the design point as sampled (one per parameter of the sweep file). A trial that stopped early has
+nulls where its later stages would be.
 """
 
 from __future__ import annotations
@@ -11,64 +11,50 @@ from typing import Any, Mapping
 
 import polars as pl
 
-from explore.spec import Choice, FloatRange, IntRange, SweepSpec
-
-STATUSES = ("complete", "pruned", "infeasible", "failed")
-STAGES = ("validity", "estimate", "gate", "train", "realise", "fabricate", "compensate")
-
-BASE_SCHEMA: dict[str, pl.DataType] = {
-    # identity and bookkeeping
-    "trial_id": pl.String, "trial_index": pl.Int64, "sweep": pl.String, "status": pl.String,
-    "reason": pl.String, "stage": pl.String,  # the last stage reached
-    "attempts": pl.Int64, "seed": pl.Int64, "config_hash": pl.String, "code_version": pl.String,
-    "host": pl.String, "node_ip": pl.String, "pid": pl.Int64,
-    "started_unix_s": pl.Float64, "finished_unix_s": pl.Float64,
-    # what the design is
-    "n_kernels": pl.Int64, "colours": pl.Int64, "n_suboptics": pl.Int64, "pitch_um": pl.Float64,
-    "hidden": pl.String, "n_params": pl.Int64,
-    # pre-training predictions
-    "est_accuracy": pl.Float64,  # the design-aware estimate (the ∞-width ceiling is not computed per trial)
-    "energy_pj": pl.Float64, "energy_capture_pj": pl.Float64, "energy_readout_pj": pl.Float64,
-    "energy_adc_pj": pl.Float64, "energy_digital_mac_pj": pl.Float64, "energy_digital_add_pj": pl.Float64,
-    "energy_all_digital_pj": pl.Float64, "macs": pl.Int64, "pixels_read": pl.Int64,
-    # training (ideal simulation)
-    "accuracy_ideal": pl.Float64, "accuracy_val": pl.Float64, "train_s": pl.Float64, "train_steps": pl.Int64,
-    # physical realisation of the trained kernels at the design's mask resolution
-    "realised_kernel_error": pl.Float64, "realised_design_error": pl.Float64, "accuracy_realised": pl.Float64,
-    # fabrication Monte Carlo and compensation
-    "accuracy_fabricated_raw": pl.Float64, "accuracy_fabricated_raw_std": pl.Float64,
-    "accuracy_fabricated_raw_p5": pl.Float64,
-    "accuracy_fabricated": pl.Float64, "accuracy_fabricated_std": pl.Float64, "accuracy_fabricated_p5": pl.Float64,
-    # stage timings
-    **{f"t_{stage}_s": pl.Float64 for stage in STAGES}, "t_total_s": pl.Float64,
-    "cpu_s": pl.Float64,  # CPU time of the trial's worker process (all its threads), loading and set-up included
-}
-
-
-def param_dtype(domain) -> pl.DataType:
-    match domain:
-        case FloatRange():
-            return pl.Float64
-        case IntRange():
-            return pl.Int64
-        case Choice(values=values):
-            kinds = {type(v) for v in values}
-            if kinds <= {bool}:
-                return pl.Boolean
-            if kinds <= {int}:
-                return pl.Int64
-            if kinds <= {int, float}:
-                return pl.Float64
-            return pl.String
-    raise TypeError(domain)
+from explore.columns import SCHEMA
+from explore.space import value_dtype
+from explore.spec import SweepSpec
+from explore.trial import TrialOutcome
 
 
 def row_schema(spec: SweepSpec) -> dict[str, pl.DataType]:
     """The sweep's full schema: the base columns plus one ``param.<name>`` per space/fixed key."""
-    params = {f"param.{name}": param_dtype(domain) for name, domain in spec.space.items()}
-    for name, value in spec.fixed.items():
-        params[f"param.{name}"] = {bool: pl.Boolean, int: pl.Int64, float: pl.Float64}.get(type(value), pl.String)
-    return {**BASE_SCHEMA, **params}
+    params = {f"param.{name}": domain.dtype for name, domain in spec.space.items()}
+    params.update({f"param.{name}": value_dtype([value]) for name, value in spec.fixed.items()})
+    return {**SCHEMA, **params}
+
+
+def outcome_metrics(outcome: TrialOutcome) -> dict[str, Any]:
+    """The row's metric columns from a trial's stage results (None where a stage did not run)."""
+    row: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason, "stage": outcome.stage,
+                           "t_total_s": outcome.seconds["total"]}
+    row.update({f"t_{stage}_s": seconds for stage, seconds in outcome.seconds.items() if stage != "total"})
+    if (d := outcome.described) is not None:
+        row.update(n_kernels=d.n_kernels, colours=d.colours, n_suboptics=d.n_suboptics, pitch_um=d.pitch_um,
+                   hidden="x".join(map(str, d.hidden)), n_params=d.n_params)
+    if (e := outcome.estimated) is not None:
+        energy = e.energy
+        row.update(est_accuracy=e.accuracy.design, energy_pj=energy.total_pj, energy_capture_pj=energy.capture_pj,
+                   energy_readout_pj=energy.readout_pj, energy_adc_pj=energy.adc_pj,
+                   energy_digital_mac_pj=energy.digital_mac_pj, energy_digital_add_pj=energy.digital_add_pj,
+                   energy_all_digital_pj=e.all_digital.total_pj, macs=energy.digital_macs,
+                   pixels_read=energy.pixels_read)
+    if (t := outcome.trained) is not None:
+        row.update(accuracy_ideal_test=t.test_metric, accuracy_ideal_val=t.val_metric, train_s=t.seconds,
+                   train_steps=t.steps)
+    if (r := outcome.realised) is not None:
+        row.update(realised_kernel_error=r.realisation.mean("kernel_error"),
+                   realised_design_error=r.realisation.mean("design_error"),
+                   accuracy_realised_test=r.scores["test"])
+    if (f := outcome.fabricated) is not None:
+        row.update(_spread("accuracy_fabricated_test", f.made("test")))
+        if outcome.compensation != "none":
+            row.update(_spread("accuracy_compensated_test", f.compensated(outcome.compensation, "test")))
+    return row
+
+
+def _spread(name: str, spread) -> dict[str, float]:
+    return {name: spread.mean, f"{name}_std": spread.std, f"{name}_p5": spread.p5}
 
 
 def build_row(spec: SweepSpec, params: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,7 +62,7 @@ def build_row(spec: SweepSpec, params: Mapping[str, Any], metrics: Mapping[str, 
 
     Raises KeyError for a metric the schema does not know (a typo would otherwise vanish).
     """
-    unknown = set(metrics) - set(BASE_SCHEMA)
+    unknown = set(metrics) - set(SCHEMA)
     if unknown:
         raise KeyError(f"metrics outside the row schema: {sorted(unknown)}")
     row = {f"param.{k}": (str(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items()}

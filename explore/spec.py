@@ -4,114 +4,32 @@ A malformed file raises `SpecError` listing, for every problem, the file, the ke
 found and what is allowed (with the closest valid key for a typo). The format is documented key by
 key in README.md ("Sweep files"); `sweeps/*.yaml` are the worked examples, each parsed by a test.
 
-Parameters (the keys of ``fixed`` and ``space``) are the names in `PARAMETERS`: hardware fields of
-`onn.design.Design` in design units, a few derived knobs (``backend_depth``/``backend_width`` for the
-digital backend, ``read_noise_fs``/``full_well_e``/``bits`` for the sensor), and training knobs
-prefixed ``train.`` (fields of `onn.train.TrainConfig`).
+Parameters (the keys of ``fixed`` and ``space``) are the names of `explore.parameters.PARAMETERS`;
+search-space domains are `explore.space`'s; objectives are the optimisable columns of
+`explore.columns.COLUMNS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from explore.columns import OBJECTIVES
+from explore.parameters import HARDWARE_NAMES, PARAMETERS
+from explore.space import DOMAIN_TAGS, Choice, Domain, FloatRange, IntRange, Strict
 from onn.data import DATASETS
 from onn.energy import CONSTANTS as ENERGY_CONSTANTS
 from onn.energy import EnergyConstants
 from onn.fabrication import KernelErrors, PhysicalErrors, default_kernel_errors
-from onn.optics.constants import WAVELENGTH_SETS_NM
+from onn.robustness import Compensation
 from onn.teachers import TEACHERS
 from onn.train import TrainConfig
-
-# name -> what it is (shown by --dry-run and in errors). Units are in the names.
-HARDWARE_PARAMETERS: dict[str, str] = {
-    "aperture_mm": "metasurface side H (mm); sets how many sub-optics fit",
-    "suboptic_mm": "sub-optic side k (mm)",
-    "spacing_mm": "fabrication gap between sub-optics (mm)",
-    "mask_res": "design samples per sub-optic side (cost knob of the physical simulation)",
-    "wavelengths": f"wavelength set, one of {sorted(WAVELENGTH_SETS_NM)}",
-    "kernel_size": "kernel side in kernel pixels (odd)",
-    "n_kernels": "signed kernels used; omit to use all the layout holds",
-    "pool": "digital average pooling after the nonlinearity",
-    "backend_depth": "hidden FC layers of the digital backend",
-    "backend_width": "width of the first hidden layer; each further layer halves it",
-    "distance_mm": "metasurface to sensor (mm)",
-    "kernel_pixel_um": "kernel pixel on the sensor (µm)",
-    "read_noise_fs": "sensor read noise, fraction of full scale",
-    "full_well_e": "sensor full well (electrons)",
-    "bits": "ADC bits",
-}
-TRAIN_PARAMETERS: dict[str, str] = {
-    f"train.{f.name}": f"onn.train.TrainConfig.{f.name}" for f in dataclass_fields(TrainConfig)
-    if f.name not in ("seed", "log_every_s", "method")
-}
-PARAMETERS: dict[str, str] = {**HARDWARE_PARAMETERS, **TRAIN_PARAMETERS}
-
-# Metrics a trial reports; objectives pick from these. Directions are the natural ones.
-# ``accuracy_*`` is the task's headline metric (`onn.train.headline`): test accuracy for
-# classification, foreground IoU for segmentation.
-METRICS: dict[str, str] = {
-    "accuracy_fabricated": "test accuracy (segmentation: foreground IoU) of the fabricated system, mean over "
-                           "draws (after compensation if on)",
-    "accuracy_fabricated_p5": "5th percentile of the fabricated accuracy (IoU) over draws",
-    "accuracy_ideal": "test accuracy (segmentation: foreground IoU) of the trained design in ideal simulation",
-    "energy_pj": "energy per inference (pJ)",
-    "macs": "digital multiply-accumulates per inference",
-    "pixels_read": "sensor pixels read per inference",
-    "train_s": "training time (s)",
-}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FloatRange(Strict):
-    type: Literal["float"]
-    low: float
-    high: float
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        _check_range(self.low, self.high, self.log)
-        return self
-
-
-class IntRange(Strict):
-    type: Literal["int"]
-    low: int
-    high: int
-    step: int = Field(1, ge=1)
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        _check_range(self.low, self.high, self.log)
-        return self
-
-
-class Choice(Strict):
-    type: Literal["choice"]
-    values: list[Union[int, float, str, bool]] = Field(min_length=1)
-
-
-Domain = Annotated[Union[FloatRange, IntRange, Choice], Field(discriminator="type")]
-DOMAIN_TAGS = {"float": FloatRange, "int": IntRange, "choice": Choice}
-
-
-def _check_range(low: float, high: float, log: bool) -> None:
-    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
-        raise ValueError(f"`low < high` must hold, but got low={low}, high={high}")
-    if log and low <= 0:
-        raise ValueError(f"a log range needs low > 0, got low={low}")
 
 
 class Task(Strict):
@@ -137,7 +55,7 @@ class Objective(Strict):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value):
-        return _known(value, METRICS, "metric")
+        return _known(value, OBJECTIVES, "metric")
 
 
 class Gate(Strict):
@@ -154,7 +72,7 @@ class Fabrication(Strict):
     draws: int = Field(3, ge=1)
     level: Literal["kernel", "physical"] = "kernel"
     errors: dict[str, Any] = Field(default_factory=dict)  # overrides of the error model's fields
-    compensation: Literal["none", "task", "ntkd"] = "ntkd"
+    compensation: Compensation = "ntkd"  # none (as made), task or ntkd fine-tune of the backend
     compensation_fraction: float = Field(0.1, gt=0.0, le=1.0)
     compensation_epochs: float = Field(1.0, gt=0.0)
 
@@ -236,7 +154,7 @@ class SweepSpec(Strict):
     @classmethod
     def _known_fixed(cls, value):
         for key in value:
-            _known(key, HARDWARE_PARAMETERS, "fixed parameter (training knobs go under `training`)")
+            _known(key, HARDWARE_NAMES, "fixed parameter (training knobs go under `training`)")
         return value
 
     @field_validator("space", mode="before")
@@ -284,6 +202,11 @@ class SweepSpec(Strict):
     @property
     def metrics(self) -> list[str]:
         return [o.metric for o in self.objectives]
+
+    @property
+    def folder(self) -> Path:
+        """Where this sweep's results go: ``<output>/<name>/``."""
+        return Path(self.output).resolve() / self.name
 
 
 class SpecError(ValueError):

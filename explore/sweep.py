@@ -6,48 +6,30 @@ points, `explore.trial` runs each one's stages, and the driver writes one Parque
 ``RAY_ADDRESS`` runs the same file on a cluster. Nothing assumes a shared filesystem: the teacher's
 weights travel through Ray's object store and rows come back to the driver in the trial results.
 
-Ctrl-C stops cleanly; ``--resume`` continues the same sweep (Tune's experiment state and the
-searcher's study are restored; rows already written are kept, none is written twice).
+Ctrl-C stops cleanly; ``--resume`` continues the same sweep from its rows and its Optuna study
+(rows already written are kept, none is written twice, the budget stays exact: `explore.driver`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-from pathlib import Path
-from typing import Any
 
+from explore.columns import BY_NAME
+from explore.parameters import PARAMETERS
 from explore.runtime import ensure_malloc_env
-from explore.spec import METRICS, PARAMETERS, SpecError, SweepSpec, load_spec
-
-def tune_space(spec: SweepSpec) -> dict[str, Any]:
-    """The one converter from the sweep file's space to Ray Tune domains."""
-    from ray import tune
-
-    from explore.spec import Choice, FloatRange, IntRange
-
-    space = {}
-    for name, domain in spec.space.items():
-        match domain:
-            case FloatRange(low=low, high=high, log=log):
-                space[name] = tune.loguniform(low, high) if log else tune.uniform(low, high)
-            case IntRange(low=low, high=high, step=step, log=log):
-                space[name] = tune.lograndint(low, high + 1) if log else tune.qrandint(low, high, step)
-            case Choice(values=values):
-                space[name] = tune.choice(values)
-    return space
+from explore.spec import SpecError, SweepSpec, load_spec
 
 
 def planned(spec: SweepSpec) -> str:
     lines = [f"sweep {spec.name!r}: {spec.budget.trials} trials, {spec.budget.concurrency} at a time, "
              f"{spec.budget.cpus_per_trial:g} CPU each, seed {spec.seed}",
              f"task: {spec.task.dataset} (teacher {spec.task.teacher or 'default'})",
-             "objectives: " + ", ".join(f"{o.direction} {o.metric} ({METRICS[o.metric]})" for o in spec.objectives),
+             "objectives: " + ", ".join(f"{o.direction} {o.metric} ({BY_NAME[o.metric].doc})" for o in spec.objectives),
              "space:"]
     for name, domain in spec.space.items():
-        lines.append(f"  {name:22s} {domain.model_dump(exclude={'type'})}  # {PARAMETERS[name]}")
+        lines.append(f"  {name:22s} {domain.model_dump(exclude={'type'})}  # {PARAMETERS[name].doc}")
     if spec.fixed:
         lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in spec.fixed.items()))
     search = spec.search
@@ -59,23 +41,8 @@ def planned(spec: SweepSpec) -> str:
     fab = spec.fabrication
     lines.append(f"fabrication: {'on' if fab.enabled else 'off'} ({fab.draws} draws, {fab.level} level, "
                  f"compensation {fab.compensation} on {fab.compensation_fraction:.0%} of train)")
-    lines.append(f"output: {results_dir(spec)}")
+    lines.append(f"output: {spec.folder}")
     return "\n".join(lines)
-
-
-def results_dir(spec: SweepSpec) -> Path:
-    return Path(spec.output).resolve() / spec.name
-
-
-def code_version() -> str:
-    import onn
-
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{onn.__version__}+{sha}" if sha else onn.__version__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,55 +6,35 @@ ridge λ chosen on a subsample of the validation split:
 - ``ceiling`` (the paper's): the NTK of the same architecture at infinite width (conv k x k ->
   ReLU -> pool -> ``len(hidden)`` hidden ReLU layers -> linear; `onn.ntk_analytic.hybrid_ntk`).
   It sees only kernel size, pool, backend depth and the colour channels the camera records — not
-  the kernel count, the sensor or anything physical. Paper: MNIST 97.72 %, CIFAR-10 67.33 %.
+  the kernel count, the sensor or anything physical.
 - ``design``: kernel regression through the design's *own* optical layer and its *own* backend.
-  Each of ``n_frontends`` frontends draws the design's ``design.kernels()`` kernel pairs (so it
-  follows aperture and sub-optic size through the layout) as independent non-negative PSF halves
-  (|N(0, 1)| per kernel pixel and colour, as random sub-optics would give), images the subsample
-  through `onn.layers.OpticalConv` *with the design's sensor noise*, then ReLU -> pool. On those
-  finite features sits the empirical NTK (`onn.ntk.mlp_ntk`) of the design's digital backend at
-  its *finite* widths and depth (``design.hidden``), freshly initialised as a trial would
-  (`BACKENDS_PER_FRONTEND` initialisations per frontend). The accuracies of all fits are averaged:
-  the estimate is the expected accuracy of an untrained optical layer of this design with its own
-  backend trained in the lazy (kernel) regime — the paper's Table 5 setting (random PSFs, 8 -> 500
-  -> 1000 -> ∞ kernels: MNIST 96.12 -> 96.81 -> 97.24 -> 97.72 %). It moves with the kernel
-  count, kernel size, wavelength set, sensor noise and the backend's depth *and width*.
-  Until 2026-11-24 this was the backend's infinite-width NTK on the same features: blind to the
-  width, it ranked 12 NTKD-trained MNIST designs (`explore.experiments.table5 --calibration`) at
-  Spearman ρ = 0.73; the finite-width kernel ranks them at 0.87, and the 18 trained designs of a
-  `sweeps/mono.yaml` run, which played no part in the change, at 0.95 (was 0.85;
-  `benchmarks/gate_replay.py --reestimate`). Its level is lower than the infinite-width one at
-  small subsamples (mono preset, 1000 samples: 93.5 % against 96.1 %): a ranking signal first.
+  Each of ``n_frontends`` frontends draws the design's ``design.kernels()`` kernel pairs as
+  independent non-negative PSF halves (|N(0, 1)| per kernel pixel and colour, as random sub-optics
+  would give), images the subsample through `onn.layers.OpticalConv` *with the design's sensor
+  noise*, then ReLU -> pool. On those features sits the empirical NTK (`onn.ntk.mlp_ntk`) of the
+  design's digital backend at its *finite* widths and depth, freshly initialised as a trial would
+  (`BACKENDS_PER_FRONTEND` initialisations per frontend); the accuracies of all fits are averaged.
+  It is the expected accuracy of an untrained optical layer of this design with its own backend
+  trained in the lazy (kernel) regime — the paper's Table 5 setting (random PSFs) — and moves with
+  the kernel count, kernel size, wavelength set, sensor noise and the backend's depth and width.
 
-Segmentation (``task == "segment"``, the ``decoder`` backend): ``design`` only; the ∞-width
-ceiling is NOT implemented for segmentation (asking for it raises `NotImplementedError`). Each
-random frontend images the subsample through the design's own kernel groups (group i at 1/2^i
-resolution, as `onn.models.HybridONN.features`), with its sensor noise, -> ReLU -> nearest
-upsampling back to full resolution (the decoder's up-convolutions) -> the 3x3 neighbourhood of
-every pixel (the decoder's first convolution): ``9 n`` features per pixel. A linear ridge
-regression (with intercept) of the {0, 1} mask on those features — the depth-0 member of the
-feature NTK family, solved in primal form over pixels — is fitted on up to `SEG_TRAIN_PIXELS`
-random pixels of the train subsample; λ is chosen by foreground IoU on the validation
-subsample, and the estimate is the foreground IoU (pixels predicted > 0.5) on the test
-subsample — the same headline metric as `onn.train.evaluate`. It moves with the kernel count
-and groups, kernel size, wavelengths and sensor noise; it ignores the decoder's widths and depth.
+Segmentation (``task == "segment"``, the ``decoder`` backend): ``design`` only (asking for the
+ceiling raises `NotImplementedError`). Each random frontend images the subsample through the
+design's own kernel groups (group i at 1/2^i resolution, as `onn.models.HybridONN.features`),
+with its sensor noise, -> ReLU -> nearest upsampling back to full resolution -> the 3x3
+neighbourhood of every pixel: ``9 n`` features per pixel. A linear ridge regression (with
+intercept) of the {0, 1} mask on those features, fitted on up to `SEG_TRAIN_PIXELS` random train
+pixels, λ chosen by foreground IoU; the estimate is a foreground IoU (pixels predicted > 0.5). It
+ignores the decoder's widths and depth.
 
-Not modelled (say so to users of the gate): feature learning (the kernel is the backend's at
-initialisation), the per-channel affine's parameters, learnt (rather than random) kernels, the
-training budget, and the mask resolution — at kernel level a realised kernel is just another
-kernel; the design-to-physics gap shows up only after training (`explore.trial`'s realise stage).
+Not modelled: feature learning (the kernel is the backend's at initialisation), the per-channel
+affine's parameters, learnt (rather than random) kernels, the training budget, and the mask
+resolution (at kernel level a realised kernel is just another kernel). The estimate's level is not
+a trained accuracy: use it to rank designs. Measured levels, ranking quality (Spearman ρ against
+trained designs) and cost are in benchmarks/README.md ("Accuracy estimator").
 
 The ceiling is cached per (dataset, architecture, subsample) in a small in-process LRU, the one
 piece of module state here, so a sweep worker computes it once for all designs that share it.
-
-Measured on this 2-core machine (shared with two training runs), mono preset on MNIST with the
-defaults (1000 train / 500 val / 1000 test, seed 0): ceiling 97.3 % (paper 97.72 %) in 256 s wall,
-133 s CPU; design estimate 93.5 % (paper, 8 random kernels trained: 96.12 %) in 3.0 s.
-Segmentation, seg preset on the nuclei tiles (256 train / 32 val / 64 test tiles, 2 frontends,
-1 thread, shared machine): foreground IoU 0.61 in 4.5 s; 14 kernels (2/4/8) 0.28, 3 kernels
-(1/1/1) 0.19, with the spread over frontends large for few kernels (±0.1-0.2). Trained hybrids
-reach ~0.83 and Otsu 0.78 on the same region: the segmentation estimate is a ranking signal far
-below trained IoU, not a prediction of it (the sweep's gate compares estimates with estimates).
 """
 
 from __future__ import annotations
@@ -75,11 +55,9 @@ from onn.krr import RIDGE_GRID, RidgeResult, ridge_classify
 from onn.layers import OpticalConv, match_colours
 from onn.models import mlp_backend
 from onn.ntk import mlp_ntk
-from onn.ntk_analytic import hybrid_ntk
+from onn.ntk_analytic import HybridArchitecture, hybrid_ntk
 
-# MNIST ceiling (mono architecture, seed 0, 500 val / 1000 test): 93.0 / 95.9 / 97.3 / 98.2 / 98.3 %
-# at 250 / 500 / 1000 / 1500 / 2000 train samples (paper: 97.72 %); 1000 is within 0.5 points of
-# the paper at ~2/5 of the cost of 2000.
+# The ceiling's learning curve that chose 1000 train samples is in benchmarks/README.md.
 DEFAULT_N_TRAIN = 1000
 DEFAULT_N_VAL = 500
 DEFAULT_N_TEST = 1000
@@ -156,10 +134,10 @@ def ceiling_grams(design: Design, sample: Subsample, *, device: str = "cpu") -> 
     def seen(images):  # what the camera records (`OpticalConv` does the same)
         return match_colours(images, design.colours, design.image_channels).to(device)
 
-    args = dict(kernel_size=design.kernel_size, pool=design.pool, depth=len(design.hidden))
+    architecture = HybridArchitecture(design.kernel_size, design.pool, len(design.hidden))
     train = seen(sample.x_train)
-    return (hybrid_ntk(train, **args), hybrid_ntk(seen(sample.x_val), train, **args),
-            hybrid_ntk(seen(sample.x_test), train, **args))
+    return (hybrid_ntk(architecture, train), hybrid_ntk(architecture, seen(sample.x_val), train),
+            hybrid_ntk(architecture, seen(sample.x_test), train))
 
 
 def ceiling_learning_curve(design: Design, data: TaskData, n_trains: list[int], *, n_val: int, n_test: int,

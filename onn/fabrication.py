@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -264,20 +265,37 @@ def physical_halves(design: InverseDesignResult, geometry: OpticalGeometry, erro
     return torch.stack(out).clamp(min=0)  # (n, 2, L, k', k')
 
 
-def fabricate_physical(model: HybridONN, design: InverseDesignResult | Sequence[InverseDesignResult],
-                       geometry: OpticalGeometry | Sequence[OpticalGeometry], errors: PhysicalErrors,
+@dataclass(frozen=True)
+class Realisation:
+    """A model's optics as a metasurface: one inverse design and one geometry per kernel group
+    (group i at kernel pixels 2^i times the base size, `onn.design.Design.geometries`)."""
+
+    designs: tuple[InverseDesignResult, ...]
+    geometries: tuple[OpticalGeometry, ...]
+
+    def __post_init__(self):
+        if len(self.designs) != len(self.geometries):
+            raise ValueError(f"one geometry per inverse design: got {len(self.designs)} designs and "
+                             f"{len(self.geometries)} geometries")
+
+    def mean(self, field: str) -> float:
+        """A per-colour error field (``kernel_error``, ``design_error``) averaged over colours and
+        kernels, every kernel weighted alike."""
+        counts = [d.widths_um.shape[0] for d in self.designs]
+        return sum(c * statistics.fmean(getattr(d, field)) for c, d in zip(counts, self.designs)) / sum(counts)
+
+
+def fabricate_physical(model: HybridONN, realisation: Realisation, errors: PhysicalErrors,
                        generator: torch.Generator, *, kernel_errors: KernelErrors | None = None,
                        chunk: int = 4) -> HybridONN:
     """A copy of ``model`` with each kernel group's optics replaced by a physical fabrication draw
-    of its inverse design (one design and geometry per group), optionally followed by
-    kernel-level errors (e.g. a brightness gain). ``model`` is untouched."""
-    designs = (design,) if isinstance(design, InverseDesignResult) else tuple(design)
-    geometries = (geometry,) if isinstance(geometry, OpticalGeometry) else tuple(geometry)
-    if not len(designs) == len(geometries) == len(model.optics):
-        raise ValueError(f"the model has {len(model.optics)} kernel groups but got {len(designs)} designs and "
-                         f"{len(geometries)} geometries; pass one of each per group")
+    of its inverse design, optionally followed by kernel-level errors (e.g. a brightness gain).
+    ``model`` is untouched."""
+    if len(realisation.designs) != len(model.optics):
+        raise ValueError(f"the model has {len(model.optics)} kernel groups but the realisation has "
+                         f"{len(realisation.designs)}; realise every group (realise_design)")
     made = copy.deepcopy(model)
-    for optics, result, geom in zip(made.optics, designs, geometries):
+    for optics, result, geom in zip(made.optics, realisation.designs, realisation.geometries):
         halves = physical_halves(result, geom, errors, generator, chunk=chunk)
         if kernel_errors is not None:
             halves = perturb_halves(halves, kernel_errors, generator, model.design.wavelengths_nm)
@@ -303,9 +321,17 @@ def realise(model: HybridONN, geometry: OpticalGeometry, *, group: int = 0, step
         steps=steps, seconds=sum(p.seconds for p in parts))
 
 
-def freeze_realised(model: HybridONN, design: InverseDesignResult | Sequence[InverseDesignResult],
-                    geometry: OpticalGeometry | Sequence[OpticalGeometry], *, chunk: int = 4) -> HybridONN:
+def realise_design(model: HybridONN, *, steps: int = 300, chunk: int = 4,
+                   generator: torch.Generator | None = None) -> Realisation:
+    """Inverse-design every kernel group of ``model`` at its design's mask resolution, one group at
+    a time, each at its own kernel pixel (`Design.geometries`)."""
+    geometries = model.design.geometries()
+    designs = tuple(realise(model, geometry, group=group, steps=steps, chunk=chunk, generator=generator)
+                    for group, geometry in enumerate(geometries))
+    return Realisation(designs, geometries)
+
+
+def freeze_realised(model: HybridONN, realisation: Realisation, *, chunk: int = 4) -> HybridONN:
     """A copy of ``model`` whose optics are the ideal (error-free) realisation of its inverse
     design: the system as designed, before fabrication."""
-    return fabricate_physical(model, design, geometry, NO_PHYSICAL_ERRORS, torch.Generator().manual_seed(0),
-                              chunk=chunk)
+    return fabricate_physical(model, realisation, NO_PHYSICAL_ERRORS, torch.Generator().manual_seed(0), chunk=chunk)

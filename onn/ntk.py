@@ -39,17 +39,18 @@ def last_layer_names(model: nn.Module) -> list[str]:
     return [prefix + n for n, _ in model.get_submodule(owner).named_parameters(recurse=False)]
 
 
-def empirical_ntk(model: nn.Module, x: torch.Tensor, *, mode: NtkMode = "probe", probes: int = 4,
-                  names: list[str] | None = None, generator: torch.Generator | None = None,
+def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None, *, mode: NtkMode = "probe",
+                  probes: int = 4, names: list[str] | None = None, generator: torch.Generator | None = None,
                   output_pool: int | None = None) -> torch.Tensor:
-    """(B, B) empirical NTK of ``model`` at inputs ``x`` (B, ...).
+    """(N1, N2) empirical NTK ``Θ(x1, x2)`` of ``model`` (``x2=None``: the symmetric Gram of x1).
 
     Args:
+        x1, x2: (N1, ...) and (N2, ...) inputs.
         names: parameters to differentiate (default: all of them, frozen or not; ``"last_layer"``
             overrides this with the last parametrised layer).
         output_pool: for dense outputs (B, 1, H, W), average-pool by this factor first to bound the
             number of outputs (segmentation NTKD).
-        generator: source of the probe signs.
+        generator: source of the probe signs (one set of probes serves x1 and x2).
     The model is evaluated deterministically (``noise=False``): the NTK is a property of the
     function, not of one noise draw.
     """
@@ -69,32 +70,35 @@ def empirical_ntk(model: nn.Module, x: torch.Tensor, *, mode: NtkMode = "probe",
         return out.reshape(-1)  # (O,)
 
     if mode in ("exact", "last_layer"):
-        jac = vmap(jacrev(single), in_dims=(None, 0))(params, x)  # name -> (B, O, *shape)
-        return sum(torch.einsum("bop,cop->bc", j.flatten(2), j.flatten(2)) for j in jac.values())
+        jacobian = lambda x: vmap(jacrev(single), in_dims=(None, 0))(params, x)  # name -> (N, O, *shape)
+        jac1 = jacobian(x1)
+        jac2 = jac1 if x2 is None else jacobian(x2)
+        return sum(torch.einsum("bop,cop->bc", jac1[n].flatten(2), jac2[n].flatten(2)) for n in jac1)
     if mode == "probe":
         if probes < 1:
             raise ValueError(f"probes must be >= 1, got {probes}")
         with torch.no_grad():
-            n_outputs = single(params, x[0]).numel()
-        signs = [torch.randint(0, 2, (n_outputs,), generator=generator).to(x) * 2 - 1
+            n_outputs = single(params, x1[0]).numel()
+        signs = [torch.randint(0, 2, (n_outputs,), generator=generator).to(x1) * 2 - 1
                  for _ in range(probes)]  # probes x (O,) ±1
 
         def projected_grads(theta, xi):
             # The pullback of v is the gradient of v·f(x_i); one forward serves every probe
-            # (memory: probes x B x P gradients at once, instead of B x P per probe).
+            # (memory: probes x N x P gradients at once, instead of N x P per probe).
             _, pullback = vjp(lambda t: single(t, xi), theta)
             return [pullback(v)[0] for v in signs]
 
-        grads = vmap(projected_grads, in_dims=(None, 0))(params, x)  # probes x (name -> (B, *shape))
-        gram = x.new_zeros(x.shape[0], x.shape[0])
-        for g in grads:
-            gram = gram + sum(gi.flatten(1) @ gi.flatten(1).T for gi in g.values())
+        grads1 = vmap(projected_grads, in_dims=(None, 0))(params, x1)  # probes x (name -> (N1, *shape))
+        grads2 = grads1 if x2 is None else vmap(projected_grads, in_dims=(None, 0))(params, x2)
+        gram = x1.new_zeros(x1.shape[0], x1.shape[0] if x2 is None else x2.shape[0])
+        for g1, g2 in zip(grads1, grads2):
+            gram = gram + sum(g1[n].flatten(1) @ g2[n].flatten(1).T for n in g1)
         return gram / probes
     raise ValueError(f"unknown NTK mode {mode!r}; use 'exact', 'probe' or 'last_layer'")
 
 
-def mlp_ntk(linears: list[nn.Linear], features_a: torch.Tensor, features_b: torch.Tensor | None = None) -> torch.Tensor:
-    """Exact empirical NTK (N_a, N_b), summed over outputs, of the dense stack
+def mlp_ntk(linears: list[nn.Linear], x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact empirical NTK (N1, N2), summed over outputs, of the dense stack
     ``linears[0] -> ReLU -> linears[1] -> ReLU -> ... -> linears[-1]`` at its current weights,
     on inputs (N, F), in the inputs' dtype.
 
@@ -119,8 +123,8 @@ def mlp_ntk(linears: list[nn.Linear], features_a: torch.Tensor, features_b: torc
         return activations, deltas[::-1]
 
     with torch.no_grad():
-        acts_a, deltas_a = activations_and_deltas(features_a)
-        acts_b, deltas_b = (acts_a, deltas_a) if features_b is None else activations_and_deltas(features_b)
+        acts_a, deltas_a = activations_and_deltas(x1)
+        acts_b, deltas_b = (acts_a, deltas_a) if x2 is None else activations_and_deltas(x2)
         gram = 0
         for layer, act_a, act_b, delta_a, delta_b in zip(linears, acts_a, acts_b, deltas_a, deltas_b):
             inputs = act_a @ act_b.T + (layer.bias is not None)  # the bias is an input fixed at 1

@@ -40,6 +40,7 @@ processes made them 25x slower with 2 threads than with 1 on this 2-core box).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -158,16 +159,25 @@ def dense_stack(nngp: torch.Tensor, ntk: torch.Tensor, var_a: torch.Tensor, var_
     return ntk
 
 
-def hybrid_ntk(images_a: torch.Tensor, images_b: torch.Tensor | None = None, *, kernel_size: int, pool: int,
-               depth: int, bias_var: float = 0.0, block: int = 8) -> torch.Tensor:
-    """Infinite-width output NTK (N_a, N_b) float64 of conv -> ReLU -> pool -> ``depth`` hidden
-    ReLU layers -> linear, for (N, C, S, S) images (``images_b=None``: the symmetric Gram of a).
+@dataclass(frozen=True)
+class HybridArchitecture:
+    """What the infinite-width NTK of the hybrid depends on: conv kernel size, pool, the number of
+    hidden dense layers, and the bias variance of every dense layer (the first one's too)."""
 
-    ``bias_var`` is the bias variance of every dense layer (the first dense layer's too)."""
-    pa = window_patches(images_a.float(), kernel_size, pool)
-    pb = None if images_b is None else window_patches(images_b.float(), kernel_size, pool)
+    kernel_size: int
+    pool: int
+    depth: int
+    bias_var: float = 0.0
+
+
+def hybrid_ntk(architecture: HybridArchitecture, x1: torch.Tensor, x2: torch.Tensor | None = None, *,
+               block: int = 8) -> torch.Tensor:
+    """Infinite-width output NTK (N1, N2) float64 of conv -> ReLU -> pool -> ``depth`` hidden
+    ReLU layers -> linear, for (N, C, S, S) images (``x2=None``: the symmetric Gram of x1)."""
+    a = architecture
+    pa = window_patches(x1.float(), a.kernel_size, a.pool)
+    pb = None if x2 is None else window_patches(x2.float(), a.kernel_size, a.pool)
     nngp, ntk = conv_readout_kernels(pa, pb, block=block)
-    var_a = conv_readout_variance(pa) + bias_var
-    var_b = var_a if pb is None else conv_readout_variance(pb) + bias_var
-    return dense_stack(nngp + bias_var, ntk + bias_var, var_a, var_b, depth, bias_var)
-
+    var_a = conv_readout_variance(pa) + a.bias_var
+    var_b = var_a if pb is None else conv_readout_variance(pb) + a.bias_var
+    return dense_stack(nngp + a.bias_var, ntk + a.bias_var, var_a, var_b, a.depth, a.bias_var)

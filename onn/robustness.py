@@ -1,33 +1,38 @@
 """Does a trained design survive fabrication, and how much does fine-tuning win back? (SPEC §4)
 
-- `robustness`: Monte Carlo over fabrication draws (`onn.fabrication`) -> accuracy mean, spread
-  and a tail statistic (5th percentile). Draw i is seeded from (seed, i) alone, so it is the same
-  draw on every process and in every run, whatever else ran before it.
-- `compensate`: the optics of a fabricated model stay frozen; only the digital backend
-  (`HybridONN.backend_parameters`) is fine-tuned, with the task loss or NTKD, on a fixed random
-  ~10 % subset of the TRAINING split, seen through the perturbed system.
+`monte_carlo` is the one fabrication loop: each draw of a fabricated system (`onn.fabrication`) is
+built once, scored as made on every split asked for, then, for each compensation asked for,
+fine-tuned (`compensate`: optics frozen, digital backend only, on a fixed ~10 % of the TRAINING
+split seen through the perturbed system) and scored again. Draw i is seeded from (seed, i) alone,
+so it is the same draw on every process and in every run, whatever else ran before it.
+
+Compensation vocabulary (everywhere in the project): ``"none"`` (score as made), ``"task"``
+(fine-tune with the task loss), ``"ntkd"`` (fine-tune with NTKD from the teacher).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from onn.fabrication import KernelErrors, PhysicalErrors, fabricate, fabricate_physical
+from onn.fabrication import KernelErrors, PhysicalErrors, Realisation, fabricate, fabricate_physical
 from onn.models import HybridONN
-from onn.optics.geometry import OpticalGeometry
-from onn.optics.inverse_design import InverseDesignResult
 from onn.train import TrainConfig, evaluate, fit, headline
 
-CompensationMethod = Literal["none", "kd", "ntkd"]
+Compensation = Literal["none", "task", "ntkd"]
+COMPENSATIONS: tuple[str, ...] = ("none", "task", "ntkd")
+# Training method of each fine-tuning compensation (`onn.train.TrainConfig.method`).
+FINE_TUNE_METHOD = {"task": "task", "ntkd": "ntkd"}
 
 
 def draw_seed(seed: int, draw: int) -> int:
@@ -42,57 +47,18 @@ def draw_generator(seed: int, draw: int) -> torch.Generator:
     return torch.Generator().manual_seed(draw_seed(seed, draw))
 
 
-@dataclass(frozen=True)
-class RobustnessResult:
-    ideal: float  # headline metric (accuracy or IoU, in [0, 1]) of the unperturbed model
-    per_draw: tuple[float, ...]  # one per fabrication draw, in draw order
-    mean: float
-    std: float  # sample standard deviation over draws (0 for one draw)
-    p5: float  # 5th percentile over draws (linear interpolation)
-    drop: float  # ideal - mean
-    seconds: float
-
-
-def robustness(model: HybridONN, dataset: TensorDataset, task: str, errors: KernelErrors | PhysicalErrors,
-               n_draws: int, seed: int, device: torch.device | str = "cpu", *,
-               design: InverseDesignResult | tuple[InverseDesignResult, ...] | None = None,
-               geometry: OpticalGeometry | tuple[OpticalGeometry, ...] | None = None,
-               chunk: int = 4, ideal: float | None = None) -> RobustnessResult:
-    """Monte Carlo robustness of ``model`` on ``dataset`` under ``n_draws`` fabrication draws.
-
-    Physical errors need the model's inverse ``design`` and its ``geometry`` (one per kernel group).
-    Every evaluation uses `onn.train.evaluate`'s fixed sensor-noise stream, so draws differ only
-    in their fabrication errors. ``ideal``: the unperturbed model's headline metric on ``dataset``
-    if the caller has already scored it with `evaluate` (the same number; saves one evaluation).
-    """
-    if n_draws < 1:
-        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
-    start = time.perf_counter()
-    if ideal is None:
-        ideal = headline(evaluate(model, dataset, task, device=device))
-    per_draw = []
-    for i in range(n_draws):
-        made = make_draw(model, errors, draw_generator(seed, i), design=design, geometry=geometry, chunk=chunk)
-        per_draw.append(headline(evaluate(made, dataset, task, device=device)))
-    mean = statistics.fmean(per_draw)
-    return RobustnessResult(
-        ideal=ideal, per_draw=tuple(per_draw), mean=mean,
-        std=statistics.stdev(per_draw) if n_draws > 1 else 0.0,
-        p5=float(torch.quantile(torch.tensor(per_draw, dtype=torch.float64), 0.05)),
-        drop=ideal - mean, seconds=time.perf_counter() - start)
-
-
 def make_draw(model: HybridONN, errors: KernelErrors | PhysicalErrors, generator: torch.Generator, *,
-              design=None, geometry=None, chunk: int = 4) -> HybridONN:
-    """One fabricated copy of ``model`` at either level of error model."""
+              realisation: Realisation | None = None, chunk: int = 4) -> HybridONN:
+    """One fabricated copy of ``model`` at either level of error model (physical errors act on the
+    pillar widths of ``realisation``, the model's inverse design)."""
     match errors:
         case KernelErrors():
             return fabricate(model, errors, generator)
         case PhysicalErrors():
-            if design is None or geometry is None:
-                raise ValueError("physical errors act on pillar widths: pass the model's inverse design "
-                                 "(onn.fabrication.realise) and its geometry (Design.geometry())")
-            return fabricate_physical(model, design, geometry, errors, generator, chunk=chunk)
+            if realisation is None:
+                raise ValueError("physical errors act on pillar widths: pass the model's realisation "
+                                 "(onn.fabrication.realise_design)")
+            return fabricate_physical(model, realisation, errors, generator, chunk=chunk)
     raise TypeError(f"errors must be KernelErrors or PhysicalErrors, got {type(errors).__name__}")
 
 
@@ -100,18 +66,12 @@ def make_draw(model: HybridONN, errors: KernelErrors | PhysicalErrors, generator
 
 @dataclass(frozen=True)
 class CompensationResult:
-    method: str  # "none" (task loss only), "kd" or "ntkd"
+    method: str  # "task" or "ntkd"
     fraction: float  # of the training split used
     n_samples: int
-    before: tuple[tuple[str, float], ...]  # (split, headline metric) before fine-tuning
-    after: tuple[tuple[str, float], ...]
     steps: int
     seconds: float
     loss_terms: tuple[tuple[str, float], ...] = ()  # mean of each loss term over the last epoch
-
-    def gain(self, split: str) -> float:
-        """Metric recovered on ``split`` (after - before)."""
-        return dict(self.after)[split] - dict(self.before)[split]
 
 
 def compensation_subset(n_train: int, fraction: float, seed: int) -> torch.Tensor:
@@ -122,33 +82,124 @@ def compensation_subset(n_train: int, fraction: float, seed: int) -> torch.Tenso
     return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:m].sort().values
 
 
-def compensate(model: HybridONN, train: TensorDataset, task: str, *, teacher: nn.Module | None = None,
-               method: CompensationMethod = "ntkd", fraction: float = 0.10, config: TrainConfig = TrainConfig(),
-               seed: int = 0, evaluate_on: dict[str, TensorDataset] | None = None,
-               device: torch.device | str = "cpu", log: Callable[[str], None] | None = None) -> CompensationResult:
+def compensate(model: HybridONN, train: TensorDataset, task: str, *, method: str = "ntkd",
+               teacher: nn.Module | None = None, fraction: float = 0.10, config: TrainConfig = TrainConfig(),
+               seed: int = 0, device: torch.device | str = "cpu",
+               log: Callable[[str], None] | None = None) -> CompensationResult:
     """Fine-tune the digital backend of a fabricated ``model`` IN PLACE (copy it first to keep
     the uncompensated one); the optics stay bit-identical.
 
     Args:
-        train: the TRAINING split; a fixed random ``fraction`` of it (``compensation_subset``) is
+        train: the TRAINING split; a fixed random ``fraction`` of it (`compensation_subset`) is
             seen, through the perturbed optics. Never pass the test split here.
-        method: ``"none"`` trains with the task loss only, ``"ntkd"`` (needs ``teacher``) with NTKD;
-            it replaces ``config.method``. ``config.epochs`` count passes over the subset.
-        evaluate_on: splits scored before and after (e.g. ``{"test": data.test}``).
+        method: ``"task"`` (task loss) or ``"ntkd"`` (needs ``teacher``); it replaces
+            ``config.method``. ``config.epochs`` count passes over the subset.
+    Raises:
+        ValueError: the optics are not frozen, or ``method`` is not a fine-tuning compensation.
     """
+    if method not in FINE_TUNE_METHOD:
+        raise ValueError(f"compensation method must be one of {sorted(FINE_TUNE_METHOD)}, got {method!r}")
     if not all(o.frozen for o in model.optics):
         raise ValueError("compensation fine-tunes the backend of a fabricated model; freeze the optics first "
                          "(onn.fabrication.fabricate or OpticalConv.freeze_to)")
     start = time.perf_counter()
-    evaluate_on = evaluate_on or {}
-    score = lambda: tuple((split, headline(evaluate(model, data, task, device=device)))
-                          for split, data in evaluate_on.items())
-    before = score()
     index = compensation_subset(len(train), fraction, seed)
     images, targets = train.tensors
     subset = TensorDataset(images[index], targets[index])  # (m, C, H, W), (m, ...)
-    result = fit(model, subset, task=task, config=dataclasses.replace(config, method=method, seed=seed),
-                 teacher=teacher if method != "none" else None, parameters=model.backend_parameters(),
+    training = FINE_TUNE_METHOD[method]
+    result = fit(model, subset, task=task, config=dataclasses.replace(config, method=training, seed=seed),
+                 teacher=teacher if training != "task" else None, parameters=model.backend_parameters(),
                  device=device, log=log, label=f"compensate {method}")
-    return CompensationResult(method, fraction, len(index), before, score(), result.steps,
-                              time.perf_counter() - start, result.loss_terms)
+    return CompensationResult(method, fraction, len(index), result.steps, time.perf_counter() - start,
+                              result.loss_terms)
+
+
+# --- the Monte Carlo ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean, sample standard deviation (0 for one value) and 5th percentile (linear interpolation)."""
+
+    mean: float
+    std: float
+    p5: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Spread":
+        values = list(values)
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
+                   float(np.percentile(values, 5)))
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One fabricated system: its scores as made and after each compensation.
+
+    ``made[split]`` and ``compensated[method][split]`` are `onn.train.evaluate` dicts (accuracy, or
+    IoU / mIoU / Dice); ``fine_tuned[method]`` says how each fine-tune went."""
+
+    index: int
+    made: dict[str, dict[str, float]]
+    compensated: dict[str, dict[str, dict[str, float]]]
+    fine_tuned: dict[str, CompensationResult]
+
+
+@dataclass(frozen=True)
+class MonteCarloResult:
+    draws: tuple[Draw, ...]
+    seconds_made: float  # building and scoring the draws as made
+    seconds_compensated: float  # fine-tuning and rescoring them
+
+    def made(self, split: str, metric: str | None = None) -> Spread:
+        """Spread over draws of the as-made score on ``split`` (``metric``: default the headline)."""
+        return Spread.of([_pick(d.made[split], metric) for d in self.draws])
+
+    def compensated(self, method: str, split: str, metric: str | None = None) -> Spread:
+        return Spread.of([_pick(d.compensated[method][split], metric) for d in self.draws])
+
+    def steps(self, method: str) -> float:
+        """Mean optimiser steps of a compensation over draws."""
+        return statistics.fmean(d.fine_tuned[method].steps for d in self.draws)
+
+
+def _pick(metrics: Mapping[str, float], metric: str | None) -> float:
+    return headline(metrics) if metric is None else metrics[metric]
+
+
+def monte_carlo(model: HybridONN, errors: KernelErrors | PhysicalErrors, *, draws: int, seed: int, task: str,
+                score_on: Mapping[str, TensorDataset], compensations: Sequence[str] = (),
+                train: TensorDataset | None = None, teacher: nn.Module | None = None, fraction: float = 0.10,
+                config: TrainConfig = TrainConfig(), realisation: Realisation | None = None, chunk: int = 4,
+                device: torch.device | str = "cpu", log: Callable[[str], None] | None = None) -> MonteCarloResult:
+    """``draws`` fabrication draws of ``model``, each built once and scored as made on every split of
+    ``score_on``, then fine-tuned by every method of ``compensations`` (each on its own copy of the
+    made draw, seed ``seed + draw``) and scored again. Every evaluation uses `onn.train.evaluate`'s
+    fixed sensor-noise stream, so draws differ only in their fabrication errors.
+
+    Args:
+        compensations: fine-tuning methods (``"task"``, ``"ntkd"``); ``"none"`` entries are ignored.
+        train, teacher, fraction, config: what `compensate` needs (``train``: the TRAINING split).
+        realisation: the model's inverse design, for physical errors.
+    """
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    methods = [m for m in compensations if m != "none"]
+    if methods and train is None:
+        raise ValueError("compensation fine-tunes on the training split: pass train=data.train")
+    made_s = compensated_s = 0.0
+    out = []
+    for i in range(draws):
+        start = time.perf_counter()
+        made = make_draw(model, errors, draw_generator(seed, i), realisation=realisation, chunk=chunk)
+        made_scores = {split: evaluate(made, data, task, device=device) for split, data in score_on.items()}
+        made_s += time.perf_counter() - start
+        start = time.perf_counter()
+        scores, runs = {}, {}
+        for k, method in enumerate(methods):
+            tuned = made if k == len(methods) - 1 else copy.deepcopy(made)  # the last one may use the draw itself
+            runs[method] = compensate(tuned, train, task, method=method, teacher=teacher, fraction=fraction,
+                                      config=config, seed=seed + i, device=device, log=log)
+            scores[method] = {split: evaluate(tuned, data, task, device=device) for split, data in score_on.items()}
+        compensated_s += time.perf_counter() - start
+        out.append(Draw(i, made_scores, scores, runs))
+    return MonteCarloResult(tuple(out), made_s, compensated_s)

@@ -67,16 +67,27 @@ class UNetBody(nn.Module):
 
 # --- the classical baseline ---------------------------------------------------------------------
 
-def mask_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
-    """Foreground IoU, mIoU (mean of foreground and background IoU) and Dice of two boolean masks
-    of any shape, pooled over all pixels — the same definitions as `onn.train.evaluate`."""
+def mask_counts(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """(6,) float64 pixel counts of two boolean masks of any shape: foreground intersection and
+    union, background intersection and union, predicted and true foreground. Counts of batches add."""
     predicted, truth = predicted.bool(), truth.bool()
-    inter, union = float((predicted & truth).sum()), float((predicted | truth).sum())
-    inter_bg, union_bg = float((~predicted & ~truth).sum()), float((~predicted | ~truth).sum())
+    return torch.stack([(predicted & truth).sum(), (predicted | truth).sum(), (~predicted & ~truth).sum(),
+                        (~predicted | ~truth).sum(), predicted.sum(), truth.sum()]).double().cpu()
+
+
+def metrics_from_counts(counts: torch.Tensor) -> dict[str, float]:
+    """Foreground IoU, mIoU (mean of foreground and background IoU) and Dice from `mask_counts`;
+    an empty union scores 1 (both masks agree that there is nothing)."""
+    inter, union, inter_bg, union_bg, predicted, truth = counts.tolist()
     iou = inter / union if union else 1.0
     iou_bg = inter_bg / union_bg if union_bg else 1.0
-    total = float(predicted.sum() + truth.sum())
+    total = predicted + truth
     return {"iou": iou, "miou": (iou + iou_bg) / 2, "dice": 2 * inter / total if total else 1.0}
+
+
+def mask_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """IoU, mIoU and Dice of two boolean masks, pooled over all pixels (as `onn.train.evaluate`)."""
+    return metrics_from_counts(mask_counts(predicted, truth))
 
 
 def otsu_mask(image: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -91,10 +91,10 @@ class Recipe:
 
 # name -> how to build and train it. A plain registry so sweep files can name a teacher.
 TEACHERS: dict[str, Recipe] = {
-    "lenet5": Recipe(lenet5, TrainConfig(method="none", epochs=8, batch_size=128, lr=3e-3, weight_decay=1e-4)),
-    "alexnet": Recipe(alexnet_small, TrainConfig(method="none", epochs=20, batch_size=128, lr=2e-3,
+    "lenet5": Recipe(lenet5, TrainConfig(method="task", epochs=8, batch_size=128, lr=3e-3, weight_decay=1e-4)),
+    "alexnet": Recipe(alexnet_small, TrainConfig(method="task", epochs=20, batch_size=128, lr=2e-3,
                                                  weight_decay=5e-4)),
-    "unet": Recipe(unet, TrainConfig(method="none", epochs=40, batch_size=16, lr=2e-3, weight_decay=1e-4)),
+    "unet": Recipe(unet, TrainConfig(method="task", epochs=40, batch_size=16, lr=2e-3, weight_decay=1e-4)),
 }
 DEFAULT_TEACHER = {"mnist": "lenet5", "fashion_mnist": "lenet5", "digits": "lenet5", "cifar10": "alexnet",
                    "photo_patches": "alexnet", "photo_tiny": "alexnet", "nuclei": "unet", "fashion_masks": "unet",

@@ -20,8 +20,9 @@ from torch.utils.data import TensorDataset
 from onn.losses import Normalise, kd_loss, ntk_loss, task_loss
 from onn.macs import count_macs
 from onn.ntk import NtkMode, empirical_ntk
+from onn.segmentation import mask_counts, metrics_from_counts
 
-Method = Literal["none", "kd", "ntkd"]
+Method = Literal["task", "kd", "ntkd"]  # task loss only (no transfer), Hinton KD, NTKD
 EVAL_SEED = 1234
 # Sensor readings held at once while evaluating (2^26 float32: 256 MB per tensor): the evaluation batch
 # of a hybrid with hundreds of kernels shrinks to fit (a 1000-kernel MNIST frontend at batch 500 took 19 GB).
@@ -54,8 +55,8 @@ class TrainConfig:
     log_every_s: float = 20.0
 
     def __post_init__(self):
-        if self.method not in ("none", "kd", "ntkd"):
-            raise ValueError(f"method must be 'none', 'kd' or 'ntkd', got {self.method!r}")
+        if self.method not in ("task", "kd", "ntkd"):
+            raise ValueError(f"method must be 'task' (no transfer), 'kd' or 'ntkd', got {self.method!r}")
         if not self.epochs > 0 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"need epochs > 0, batch_size >= 1, lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}")
 
@@ -77,16 +78,16 @@ class TrainResult:
 
 def evaluate(model: nn.Module, dataset: TensorDataset, task: str, *, batch_size: int = 500,
              device: torch.device | str = "cpu") -> dict[str, float]:
-    """Accuracy (classification) or IoU / mIoU / Dice (segmentation) on a whole split, with the
-    sensor noise drawn from a fixed generator (the same model scores the same twice). A hybrid's
-    batch is capped at `EVAL_READINGS` sensor readings."""
+    """Accuracy (classification) or IoU / mIoU / Dice (segmentation, `onn.segmentation.mask_metrics`)
+    on a whole split, with the sensor noise drawn from a fixed generator (the same model scores the
+    same twice). A hybrid's batch is capped at `EVAL_READINGS` sensor readings."""
     if hasattr(model, "pixels_read"):
         batch_size = max(1, min(batch_size, EVAL_READINGS // model.pixels_read()))
     generator = torch.Generator(device=device).manual_seed(EVAL_SEED)
     images, targets = dataset.tensors
     was_training = model.training
     model.eval()
-    correct, inter, union, inter_bg, union_bg, pred_sum, target_sum = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    correct, counts = 0, torch.zeros(6, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             x = images[start:start + batch_size].to(device)
@@ -95,20 +96,11 @@ def evaluate(model: nn.Module, dataset: TensorDataset, task: str, *, batch_size:
             if task == "classify":
                 correct += int((out.argmax(1) == y).sum())
             else:
-                pred, truth = out > 0, y > 0.5
-                inter += float((pred & truth).sum())
-                union += float((pred | truth).sum())
-                inter_bg += float((~pred & ~truth).sum())
-                union_bg += float((~pred | ~truth).sum())
-                pred_sum += float(pred.sum())
-                target_sum += float(truth.sum())
+                counts += mask_counts(out > 0, y > 0.5)
     model.train(was_training)
     if task == "classify":
         return {"accuracy": correct / len(images)}
-    iou = inter / union if union else 1.0
-    iou_bg = inter_bg / union_bg if union_bg else 1.0
-    return {"iou": iou, "miou": (iou + iou_bg) / 2,
-            "dice": 2 * inter / (pred_sum + target_sum) if pred_sum + target_sum else 1.0}
+    return metrics_from_counts(counts)
 
 
 def headline(metrics: dict[str, float]) -> float:
@@ -135,7 +127,7 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
     Raises:
         NonFiniteLoss: naming the step and term, instead of returning a NaN model.
     """
-    if config.method != "none" and teacher is None:
+    if config.method != "task" and teacher is None:
         raise ValueError(f"method {config.method!r} needs a teacher")
     start = time.perf_counter()
     model.to(device)
@@ -146,78 +138,108 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
     trainable = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     trainable_ids = {id(p) for p in trainable}
     ntk_names = [n for n, p in model.named_parameters() if id(p) in trainable_ids]
-    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     images, targets = train.tensors
-    n = len(images)
-    steps_per_epoch = max(1, math.ceil(n / config.batch_size))
+    steps_per_epoch = max(1, math.ceil(len(images) / config.batch_size))
     total = max(1, math.ceil(config.epochs * steps_per_epoch))
     if config.max_steps is not None:
         total = min(total, config.max_steps)
+    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=total, pct_start=0.15)
     # Separate streams, so that every method sees the same batches and the same sensor noise
     # whatever else it draws (NTK probes must not shift the data order).
-    generator = torch.Generator().manual_seed(config.seed)
     noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     probe_generator = torch.Generator().manual_seed(config.seed + 2)
-
+    progress = _Progress(log, label, config, total, steps_per_epoch, start)
+    last_epoch = _TermMeans()
     model.train()
-    terms_sum: dict[str, float] = {}
-    terms_count = 0
-    last_log = time.perf_counter()
-    step = 0
     loss_value = float("nan")
-    while step < total:
-        order = torch.randperm(n, generator=generator)
-        for begin in range(0, n, config.batch_size):
-            if step >= total:
-                break
-            index = order[begin:begin + config.batch_size]
-            x, y = images[index].to(device), targets[index].to(device)
-            terms = _loss_terms(model, teacher, x, y, task, config, noise_generator, probe_generator, ntk_names)
-            loss = sum(weight * value for weight, value in terms.values())
-            for name, (_, value) in terms.items():
-                if not torch.isfinite(value):
-                    raise NonFiniteLoss(f"{label}: loss term {name!r} is {float(value)} at step {step + 1}/{total} "
-                                        f"(lr {schedule.get_last_lr()[0]:.2e}); lower the learning rate or "
-                                        f"check the inputs")
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            step += 1
-            loss_value = float(loss.detach())
-            if step > total - steps_per_epoch:  # average the terms over the last epoch
-                for name, (_, value) in terms.items():
-                    terms_sum[name] = terms_sum.get(name, 0.0) + float(value.detach())
-                terms_count += 1
-            now = time.perf_counter()
-            if log is not None and (now - last_log > config.log_every_s or step == total):
-                elapsed = now - start
-                parts = " ".join(f"{k} {float(v.detach()):.4f}" for k, (_, v) in terms.items())
-                log(f"[{label} {config.method}] step {step}/{total} (epoch {step / steps_per_epoch:.2f}) "
-                    f"loss {loss_value:.4f} ({parts}) {step / elapsed:.1f} steps/s, "
-                    f"eta {elapsed / step * (total - step):.0f}s")
-                last_log = now
+    for step, index in enumerate(_batch_indices(len(images), config.batch_size, total, config.seed), start=1):
+        x, y = images[index].to(device), targets[index].to(device)
+        terms = _loss_terms(model, teacher, x, y, task, config, noise_generator, probe_generator, ntk_names)
+        _check_finite(terms, label, step, total, schedule.get_last_lr()[0])
+        loss = sum(weight * value for weight, value in terms.values())
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        loss_value = float(loss.detach())
+        if step > total - steps_per_epoch:  # average the terms over the last epoch
+            last_epoch.add(terms)
+        progress.step(step, loss_value, terms)
 
-    metrics: dict[str, float] = {}
-    for split, dataset in (evaluate_on or {}).items():
-        for name, value in evaluate(model, dataset, task, batch_size=config.eval_batch_size, device=device).items():
-            metrics[f"{split}/{name}"] = value
+    metrics = {f"{split}/{name}": value for split, dataset in (evaluate_on or {}).items()
+               for name, value in evaluate(model, dataset, task, batch_size=config.eval_batch_size,
+                                           device=device).items()}
     pick = lambda split: next((v for k, v in metrics.items() if k in (f"{split}/accuracy", f"{split}/iou")), float("nan"))
     ops = count_macs(model, images[:1].to(device))
     model.train()
     return TrainResult(
         method=config.method, val_metric=pick("val"), test_metric=pick("test"), final_loss=loss_value,
-        loss_terms=tuple((k, v / max(terms_count, 1)) for k, v in terms_sum.items()), steps=step,
-        seconds=time.perf_counter() - start, n_params=ops.params, n_trainable=sum(p.numel() for p in trainable),
-        macs=ops.macs, metrics=tuple(sorted(metrics.items())))
+        loss_terms=last_epoch.means(), steps=total, seconds=time.perf_counter() - start, n_params=ops.params,
+        n_trainable=sum(p.numel() for p in trainable), macs=ops.macs, metrics=tuple(sorted(metrics.items())))
+
+
+def _batch_indices(n: int, batch_size: int, total: int, seed: int):
+    """``total`` batches of sample indices: a fresh seeded permutation per epoch, the last batch of
+    an epoch possibly short."""
+    generator = torch.Generator().manual_seed(seed)
+    step = 0
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for begin in range(0, n, batch_size):
+            if step == total:
+                return
+            step += 1
+            yield order[begin:begin + batch_size]
+
+
+def _check_finite(terms: dict, label: str, step: int, total: int, lr: float) -> None:
+    for name, (_, value) in terms.items():
+        if not torch.isfinite(value):
+            raise NonFiniteLoss(f"{label}: loss term {name!r} is {float(value)} at step {step}/{total} "
+                                f"(lr {lr:.2e}); lower the learning rate or check the inputs")
+
+
+class _TermMeans:
+    """Running means of the loss terms."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, terms: dict) -> None:
+        for name, (_, value) in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
+        self.count += 1
+
+    def means(self) -> tuple[tuple[str, float], ...]:
+        return tuple((k, v / max(self.count, 1)) for k, v in self.sums.items())
+
+
+class _Progress:
+    """A progress line at most every ``config.log_every_s`` seconds, and at the last step."""
+
+    def __init__(self, log, label: str, config: TrainConfig, total: int, steps_per_epoch: int, start: float):
+        self.log, self.label, self.method = log, label, config.method
+        self.every_s, self.total, self.steps_per_epoch, self.start = config.log_every_s, total, steps_per_epoch, start
+        self.last = start
+
+    def step(self, step: int, loss: float, terms: dict) -> None:
+        now = time.perf_counter()
+        if self.log is None or not (now - self.last > self.every_s or step == self.total):
+            return
+        elapsed = now - self.start
+        parts = " ".join(f"{k} {float(v.detach()):.4f}" for k, (_, v) in terms.items())
+        self.log(f"[{self.label} {self.method}] step {step}/{self.total} (epoch {step / self.steps_per_epoch:.2f}) "
+                 f"loss {loss:.4f} ({parts}) {step / elapsed:.1f} steps/s, eta {elapsed / step * (self.total - step):.0f}s")
+        self.last = now
 
 
 def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator, probe_generator, ntk_names):
     """{name: (weight, value)} for one batch."""
     out = model(x, generator=noise_generator)
     match config.method:
-        case "none":
+        case "task":
             return {"task": (1.0, task_loss(out, y, task))}
         case "kd":
             with torch.no_grad():

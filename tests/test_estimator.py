@@ -14,7 +14,7 @@ from onn.design import Design
 from onn.estimator import clear_ceiling_cache, estimate_accuracy, subsample
 from onn.krr import ridge_classify
 from onn.ntk import empirical_ntk
-from onn.ntk_analytic import hybrid_ntk
+from onn.ntk_analytic import HybridArchitecture, hybrid_ntk
 from onn.optics.sensor import SensorConfig
 from onn.optics.validity import InfeasibleDesign
 
@@ -61,24 +61,24 @@ def relative_error(a, b):
 
 def test_analytic_gram_is_symmetric_psd_and_blocking_invariant(digits):
     x = digits.train.tensors[0][:13]
-    gram = hybrid_ntk(x, kernel_size=3, pool=4, depth=2, bias_var=0.1, block=4)
+    gram = hybrid_ntk(HybridArchitecture(3, 4, 2, 0.1), x, block=4)
     assert torch.allclose(gram, gram.T, rtol=1e-6, atol=1e-9)
     assert torch.linalg.eigvalsh(gram).min() > -1e-8 * gram.diagonal().max()
     # one block vs many, symmetric path vs the general one
-    assert torch.allclose(gram, hybrid_ntk(x, x, kernel_size=3, pool=4, depth=2, bias_var=0.1, block=64), rtol=1e-5)
+    assert torch.allclose(gram, hybrid_ntk(HybridArchitecture(3, 4, 2, 0.1), x, x, block=64), rtol=1e-5)
 
 
 @pytest.mark.parametrize("hidden, channels, pool, seeds", [((), 4000, 4, 1), ((2048,), 1024, 8, 3)])
 def test_analytic_ntk_matches_empirical_ntk_of_a_wide_network(digits, hidden, channels, pool, seeds):
     x = digits.train.tensors[0][:5]
-    analytic = hybrid_ntk(x, kernel_size=3, pool=pool, depth=len(hidden), bias_var=0.1)
+    analytic = hybrid_ntk(HybridArchitecture(3, pool, len(hidden), 0.1), x)
     # Finite-width NTKs scatter around the limit as ~1/sqrt(width); average a few seeds where
     # the hidden layer must stay small enough for an exact Jacobian.
     empirical = sum(empirical_ntk(WideHybrid(channels, 3, pool, hidden, 16, 0.1, torch.Generator().manual_seed(s)),
                                   x, mode="exact").detach().double() for s in range(seeds)) / seeds
     assert relative_error(empirical, analytic) < 0.10
     # and it is not trivially close: a different depth is far off
-    other = hybrid_ntk(x, kernel_size=3, pool=pool, depth=len(hidden) + 2, bias_var=0.1)
+    other = hybrid_ntk(HybridArchitecture(3, pool, len(hidden) + 2, 0.1), x)
     assert relative_error(other, analytic) > 0.2
 
 

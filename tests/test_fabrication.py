@@ -11,15 +11,15 @@ from torch.utils.data import TensorDataset
 import onn.robustness
 from onn.data import load_dataset
 from onn.design import Design
-from onn.fabrication import (NO_KERNEL_ERRORS, NO_PHYSICAL_ERRORS, KernelErrors, PhysicalErrors,
+from onn.fabrication import (NO_KERNEL_ERRORS, NO_PHYSICAL_ERRORS, KernelErrors, PhysicalErrors, Realisation,
                              default_kernel_errors, fabricate, fabricate_physical, freeze_realised, perturb_halves,
-                             perturb_widths, physical_halves, realise, shift_bilinear)
+                             perturb_widths, physical_halves, realise, realise_design, shift_bilinear)
 from onn.models import build_hybrid
 from onn.optics.inverse_design import inverse_design
 from onn.optics.psf import normalised_l2_error
-from onn.robustness import compensate, compensation_subset, draw_generator, make_draw, robustness
+from onn.robustness import compensate, compensation_subset, draw_generator, make_draw, monte_carlo
 from onn.teachers import get_teacher
-from onn.train import TrainConfig, fit
+from onn.train import TrainConfig, evaluate, fit
 
 TINY = Design(aperture_mm=2.0, suboptic_mm=0.3, mask_res=128, n_kernels=4, kernel_size=3, hidden=(16,))
 TINY_OPTICS = Design(aperture_mm=2.0, suboptic_mm=0.3, mask_res=128, n_kernels=2, kernel_size=3)
@@ -35,7 +35,7 @@ def data():
 def trained(data):
     """A tiny hybrid trained for a few seconds (well above chance, so errors can cost accuracy)."""
     model = build_hybrid(TINY, in_channels=1, image_size=16, n_outputs=10, seed=0)
-    fit(model, data.train, task="classify", config=TrainConfig(method="none", epochs=3, batch_size=64, lr=5e-3),
+    fit(model, data.train, task="classify", config=TrainConfig(method="task", epochs=3, batch_size=64, lr=5e-3),
         log=None)
     return model
 
@@ -185,16 +185,17 @@ torch.save({{"halves": made.optics[0].halves(), "widths": widths}}, {str(tmp_pat
 
 def test_physical_fabrication_of_a_realised_model(data):
     model = build_hybrid(TINY_OPTICS.with_(hidden=(16,)), in_channels=1, image_size=16, n_outputs=10, seed=0)
-    geometry = TINY_OPTICS.geometry()
-    design = realise(model, geometry, steps=3, chunk=1, generator=torch.Generator().manual_seed(0))
+    realisation = realise_design(model, steps=3, chunk=1, generator=torch.Generator().manual_seed(0))
+    (design,) = realisation.designs
     assert design.widths_um.shape == (2, 2, 128, 128) and design.scales.shape == (2, 2, 1)
-    ideal = freeze_realised(model, design, geometry)
+    assert realisation.geometries == (TINY_OPTICS.geometry(),)
+    ideal = freeze_realised(model, realisation)
     assert torch.allclose(ideal.optics[0].signed_kernels(), design.realised_kernels, atol=1e-6)
-    made = fabricate_physical(model, design, geometry, PhysicalErrors(), torch.Generator().manual_seed(0),
+    made = fabricate_physical(model, realisation, PhysicalErrors(), torch.Generator().manual_seed(0),
                               kernel_errors=KernelErrors(shift_px=0.0, kernel_sigma_rel=0.0))
     assert made.optics[0].halves().shape == (2, 2, 1, 5, 5) and not model.optics[0].frozen
     assert made(data.test.tensors[0][:4]).shape == (4, 10)
-    with pytest.raises(ValueError, match="inverse design"):
+    with pytest.raises(ValueError, match="realisation"):
         make_draw(model, PhysicalErrors(), torch.Generator())
 
 
@@ -209,18 +210,41 @@ def test_bad_magnitudes_are_refused_naming_the_field():
     assert PhysicalErrors().scaled(2.0).width_sigma_nm == 2 * PhysicalErrors().width_sigma_nm
 
 
-# --- robustness --------------------------------------------------------------------------------
+# --- the Monte Carlo ---------------------------------------------------------------------------
 
-def test_robustness_is_consistent_and_reproducible(trained, data):
+def test_monte_carlo_is_consistent_and_reproducible(trained, data):
     errors = default_kernel_errors(1).scaled(2.0)
-    a = robustness(trained, data.test, "classify", errors, n_draws=4, seed=5)
-    b = robustness(trained, data.test, "classify", errors, n_draws=4, seed=5)
-    assert a.per_draw == b.per_draw and a.mean == b.mean
-    assert len(a.per_draw) == 4 and min(a.per_draw) <= a.p5 <= a.mean <= max(a.per_draw)  # p5 <= mean for <= 20 draws
-    assert a.std > 0 and a.drop == pytest.approx(a.ideal - a.mean) and a.seconds > 0
-    assert a.ideal > 0.3 and a.drop > 0  # (chance is 0.1) twice the default errors cost a trained model accuracy
-    assert robustness(trained, data.test, "classify", errors, n_draws=2, seed=5).per_draw == a.per_draw[:2]
-    assert robustness(trained, data.test, "classify", NO_KERNEL_ERRORS, n_draws=2, seed=5).drop == pytest.approx(0)
+    a = monte_carlo(trained, errors, draws=4, seed=5, task="classify", score_on={"test": data.test})
+    b = monte_carlo(trained, errors, draws=4, seed=5, task="classify", score_on={"test": data.test})
+    per_draw = [d.made["test"]["accuracy"] for d in a.draws]
+    assert per_draw == [d.made["test"]["accuracy"] for d in b.draws]
+    spread = a.made("test")
+    assert len(per_draw) == 4 and min(per_draw) <= spread.p5 <= spread.mean <= max(per_draw)  # p5 <= mean: <= 20 draws
+    assert spread.std > 0 and a.seconds_made > 0 and all(not d.compensated for d in a.draws)
+    ideal = evaluate(trained, data.test, "classify")["accuracy"]
+    assert ideal > 0.3 and ideal - spread.mean > 0  # (chance is 0.1) twice the default errors cost accuracy
+    fewer = monte_carlo(trained, errors, draws=2, seed=5, task="classify", score_on={"test": data.test})
+    assert [d.made["test"]["accuracy"] for d in fewer.draws] == per_draw[:2]
+    none = monte_carlo(trained, NO_KERNEL_ERRORS, draws=2, seed=5, task="classify", score_on={"test": data.test})
+    assert none.made("test").mean == pytest.approx(ideal)
+
+
+def test_monte_carlo_builds_each_draw_once_and_compensates_copies_of_it(trained, data, monkeypatch):
+    built = []
+    real = onn.robustness.make_draw
+    monkeypatch.setattr(onn.robustness, "make_draw", lambda *a, **k: built.append(1) or real(*a, **k))
+    config = TrainConfig(max_steps=3, **QUIET)
+    result = monte_carlo(trained, default_kernel_errors(1), draws=2, seed=0, task="classify",
+                         score_on={"val": data.val, "test": data.test}, compensations=("none", "task", "ntkd"),
+                         train=data.train, teacher=get_teacher("digits", log=None, epochs=2)[0], config=config)
+    assert len(built) == 2  # one fabricated system per draw, whatever the compensations
+    for draw in result.draws:
+        assert draw.made.keys() == {"val", "test"} and draw.compensated.keys() == {"task", "ntkd"}
+        assert draw.fine_tuned["task"].steps == draw.fine_tuned["ntkd"].steps == 3
+    assert result.steps("ntkd") == 3 and 0 <= result.compensated("task", "val").mean <= 1
+    with pytest.raises(ValueError, match="training split"):
+        monte_carlo(trained, default_kernel_errors(1), draws=1, seed=0, task="classify",
+                    score_on={"test": data.test}, compensations=("task",))
 
 
 # --- compensation ------------------------------------------------------------------------------
@@ -231,23 +255,23 @@ def test_compensation_trains_only_the_backend(trained, data):
     optics = {k: v.clone() for k, v in made.optics.state_dict().items()}  # fixed_halves and weight
     backend = [p.clone() for p in made.backend_parameters()]
     result = compensate(made, data.train, "classify", teacher=teacher, method="ntkd",
-                        config=TrainConfig(epochs=2, lr=5e-3, **QUIET), seed=0, evaluate_on={"val": data.val})
+                        config=TrainConfig(epochs=2, lr=5e-3, **QUIET), seed=0)
     assert set(optics) == {"0.weight", "0.fixed_halves"}
     assert all(torch.equal(v, made.optics.state_dict()[k]) for k, v in optics.items())
     assert any(not torch.equal(p, q) for p, q in zip(backend, made.backend_parameters()))
-    assert result.method == "ntkd" and result.steps == 2 * 4 and dict(result.before).keys() == {"val"}
+    assert result.method == "ntkd" and result.steps == 2 * 4
     assert dict(result.loss_terms)["ntk"] > 0  # the student's Gram, w.r.t. the backend only, is live
-    assert 0 <= dict(result.after)["val"] <= 1 and result.gain("val") == dict(result.after)["val"] - dict(result.before)["val"]
     with pytest.raises(ValueError, match="freeze the optics"):
-        compensate(trained, data.train, "classify", method="none")
+        compensate(trained, data.train, "classify", method="task")
+    with pytest.raises(ValueError, match="compensation method"):
+        compensate(made, data.train, "classify", method="none")
 
 
 def test_compensation_sees_a_tenth_of_the_training_split_and_no_test_data(trained, data, monkeypatch):
     seen = []
     monkeypatch.setattr(onn.robustness, "fit", lambda model, train, **kw: seen.append(train) or fit(model, train, **kw))
     made = fabricate(trained, default_kernel_errors(1), draw_generator(0, 1))
-    result = compensate(made, data.train, "classify", method="none", config=TrainConfig(max_steps=2, **QUIET),
-                        seed=3, evaluate_on={"test": data.test})
+    result = compensate(made, data.train, "classify", method="task", config=TrainConfig(max_steps=2, **QUIET), seed=3)
     (subset,) = seen
     train_rows = {tuple(x.flatten().tolist()) for x in data.train.tensors[0]}
     test_rows = {tuple(x.flatten().tolist()) for x in data.test.tensors[0]}

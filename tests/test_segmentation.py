@@ -13,9 +13,10 @@ from torch.utils.data import TensorDataset
 
 from explore.experiments.segmentation import verdict
 from explore.point import base_design, design_point, scaled_groups
-from explore.rows import build_row, row_schema
+from explore.rows import build_row, outcome_metrics, row_schema
 from explore.spec import parse_spec
-from explore.trial import TrialContext, run_trial
+from explore.context import TrialContext
+from explore.trial import run_trial
 from onn.data import DatasetError, load_dataset
 from onn.data.segment import NUCLEI_ROWS, NUCLEI_TILE, nuclei_image
 from onn.design import PRESETS
@@ -204,7 +205,8 @@ TINY_SEG = {
     "fixed": {"suboptic_mm": 0.4, "kernel_size": 3, "wavelengths": "rgb", "mask_res": 200, "n_kernels": 7},
     "space": {"backend_width": {"type": "choice", "values": [8]}},
     "training": {"epochs": 1, "batch_size": 8, "lr": 0.005},
-    "objectives": [{"metric": "accuracy_fabricated", "direction": "max"}, {"metric": "energy_pj", "direction": "min"}],
+    "objectives": [{"metric": "accuracy_compensated_test", "direction": "max"},
+                   {"metric": "energy_pj", "direction": "min"}],
     "gate": {"min_accuracy": 0.0, "dominated_margin": 1.0, "n_train": 32, "n_test": 16, "n_frontends": 1},
     "fabrication": {"draws": 1, "compensation": "ntkd", "compensation_fraction": 0.25, "compensation_epochs": 1},
     "realisation": {"steps": 2},
@@ -223,10 +225,11 @@ def test_a_tiny_segmentation_trial_runs_every_stage(nuclei):
     point = design_point(params, base=base_design(data.channels, data.task), training=spec.training, seed=0)
     assert point.design.groups == (1, 2, 4) and point.train.method == "ntkd"
     context = TrialContext(spec=spec, data=data, teacher=teacher, energy=get_constants("default"))
-    metrics = run_trial(point, context)
+    metrics = outcome_metrics(run_trial(point, context))
     assert metrics["status"] == "complete", metrics.get("reason")
     assert metrics["stage"] == "compensate" and metrics["n_kernels"] == 7 and metrics["train_steps"] == 6
-    for name in ("est_accuracy", "accuracy_ideal", "accuracy_realised", "accuracy_fabricated_raw", "accuracy_fabricated"):
+    for name in ("est_accuracy", "accuracy_ideal_test", "accuracy_realised_test", "accuracy_fabricated_test",
+                 "accuracy_compensated_test"):
         assert 0.0 <= metrics[name] <= 1.0, (name, metrics[name])
     assert metrics["realised_kernel_error"] > 0 and metrics["energy_pj"] > 0
     assert metrics["pixels_read"] == 2 * 3 * (1 * 32**2 + 2 * 16**2 + 4 * 8**2)  # groups 1/2/4 at 32/16/8 px
@@ -241,7 +244,7 @@ def test_a_tiny_segmentation_trial_runs_every_stage(nuclei):
 def test_the_verdict_says_whether_ntkd_beats_otsu_and_the_other_methods():
     def frame(ntkd, none):
         rows = [{"method": m, "seed": s, "test_iou_pct": v, "test_miou_pct": v + 5}
-                for m, values in (("ntkd", ntkd), ("none", none)) for s, v in enumerate(values)]
+                for m, values in (("ntkd", ntkd), ("task", none)) for s, v in enumerate(values)]
         return pl.DataFrame(rows)
 
     otsu = {"test_iou_pct": 78.0}
@@ -265,6 +268,6 @@ def test_the_segmentation_experiment_quick_run_writes_its_table(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     frame = pl.read_parquet(tmp_path / "out" / "segmentation.parquet")
     assert set(frame["kind"]) == {"otsu", "teacher", "hybrid", "fabricated"}
-    assert sorted(frame.filter(kind="hybrid")["method"]) == ["kd", "none", "ntkd"]
+    assert sorted(frame.filter(kind="hybrid")["method"]) == ["kd", "ntkd", "task"]
     text = (tmp_path / "out" / "segmentation.md").read_text()
     assert "Otsu on the full 512x512 image: IoU 71.66 %" in text and "| hybrid | NTKD |" in text

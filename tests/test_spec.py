@@ -50,7 +50,7 @@ MALFORMED = [
     ("space/aperture_mm", {"type": "float", "low": 1.0, "hi": 2.0}, "high: required key is missing"),
     ("task/dataset", "mnsit", "unknown dataset 'mnsit'; did you mean 'mnist'?"),
     ("task/teacher", "resnet", "unknown teacher 'resnet'"),
-    ("objectives", [{"metric": "acuracy_fabricated", "direction": "max"}], "did you mean 'accuracy_fabricated'?"),
+    ("objectives", [{"metric": "acuracy_compensated_test", "direction": "max"}], "did you mean 'accuracy_compensated_test'?"),
     ("objectives", [{"metric": "energy_pj", "direction": "lower"}], "objectives.0.direction: Input should be 'max' or 'min'"),
     ("objectives", [], "objectives: List should have at least 1 item"),
     ("objectives", [{"metric": "energy_pj", "direction": "min"}] * 2, "objectives repeat a metric"),
@@ -116,3 +116,18 @@ def test_the_aperture_sets_the_kernel_count_unless_the_sweep_fixes_it():
     assert (small.kernels(), large.kernels()) == (2, 18)  # 2x2 and 6x6 sub-optics
     fixed = design_point({"aperture_mm": 3.0, "n_kernels": 4}, base=base, training={}, seed=0).design
     assert fixed.kernels() == 4
+
+
+def generated(readme: str, name: str) -> str:
+    start = readme.index(f"<!-- {name}: generated")
+    body = readme[readme.index("\n", start) + 1:readme.index(f"<!-- end {name} -->")]
+    return body.strip()
+
+
+def test_the_readme_tables_are_the_generated_ones():
+    from explore.columns import markdown_table as metric_table
+    from explore.parameters import markdown_table as parameter_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert generated(readme, "metrics") == metric_table()
+    assert generated(readme, "parameters") == parameter_table()

@@ -18,7 +18,7 @@ def tiny_student(seed=0):
     return build_hybrid(TINY, in_channels=1, image_size=16, n_outputs=10, seed=seed)
 
 
-@pytest.mark.parametrize("method", ["none", "kd", "ntkd"])
+@pytest.mark.parametrize("method", ["task", "kd", "ntkd"])
 def test_every_method_trains_and_beats_chance(method):
     data = load_dataset("digits")
     teacher, _ = get_teacher("digits", log=None, epochs=2)
@@ -27,12 +27,12 @@ def test_every_method_trains_and_beats_chance(method):
                  evaluate_on={"val": data.val, "test": data.test}, log=None)
     assert result.test_metric > 0.2  # chance is 0.1 (a 2-epoch teacher is weak: NTKD here is not better)
     assert result.steps == 3 * 19 and result.macs > 0 and result.n_trainable == result.n_params
-    assert {name for name, _ in result.loss_terms} == {"none": {"task"}, "kd": {"kd"}, "ntkd": {"task", "ntk"}}[method]
+    assert {name for name, _ in result.loss_terms} == {"task": {"task"}, "kd": {"kd"}, "ntkd": {"task", "ntk"}}[method]
 
 
 def test_same_seed_same_model():
     data = load_dataset("digits")
-    config = TrainConfig(method="none", max_steps=5, batch_size=32, log_every_s=1e9)
+    config = TrainConfig(method="task", max_steps=5, batch_size=32, log_every_s=1e9)
     a, b = tiny_student(), tiny_student()
     fit(a, data.train, task="classify", config=config, log=None)
     fit(b, data.train, task="classify", config=config, log=None)
@@ -46,7 +46,7 @@ def test_nan_loss_stops_with_the_step_and_the_term():
     poisoned[:] = float("nan")  # every batch is non-finite from the first step
     with pytest.raises(NonFiniteLoss, match=r"'task' is nan at step 1/"):
         fit(tiny_student(), TensorDataset(poisoned, labels), task="classify",
-            config=TrainConfig(method="none", max_steps=3, batch_size=32), log=None)
+            config=TrainConfig(method="task", max_steps=3, batch_size=32), log=None)
 
 
 def test_a_preset_with_more_kernels_than_the_layout_holds_is_refused():
@@ -67,7 +67,7 @@ def test_methods_share_batches_and_noise_so_ntkd_at_zero_beta_is_plain_training(
     teacher, _ = get_teacher("digits", log=None, epochs=2)
     plain, ntkd = tiny_student(), tiny_student()
     common = dict(max_steps=4, batch_size=32, ntk_subbatch=8, log_every_s=1e9)
-    fit(plain, data.train, task="classify", config=TrainConfig(method="none", **common), log=None)
+    fit(plain, data.train, task="classify", config=TrainConfig(method="task", **common), log=None)
     fit(ntkd, data.train, task="classify", config=TrainConfig(method="ntkd", ntk_beta=0.0, **common),
         teacher=teacher, log=None)
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(plain.parameters(), ntkd.parameters()))

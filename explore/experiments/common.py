@@ -1,18 +1,22 @@
-"""What every experiment script's command line shares: where to write, on which device, how many
-threads; and the process set-up that must happen before any work."""
+"""The kit every experiment script shares: its command line (where to write, on which device, how
+many threads), the process set-up that must happen before any work, a table of runs kept on disk
+after every run, and the Markdown it is reported in."""
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from pathlib import Path
+from typing import Any, Sequence
 
+import polars as pl
 import torch
 
 from explore.runtime import ensure_malloc_env
 
-# Backend fine-tuning after fabrication: row label -> `onn.robustness.compensate` method.
-COMPENSATIONS = {"task-loss fine-tune": "none", "NTKD fine-tune": "ntkd"}
+# How each backend fine-tuning compensation (`onn.robustness.Compensation`) is named in tables.
+COMPENSATION_LABELS = {"none": "no compensation", "task": "task-loss fine-tune", "ntkd": "NTKD fine-tune"}
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -28,6 +32,39 @@ def parse_and_start(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     if args.threads:
         torch.set_num_threads(args.threads)
     return args
+
+
+def command_line(module: str) -> str:
+    """The command that ran this script, for the header of its tables."""
+    return f"python -m {module} " + " ".join(sys.argv[1:])
+
+
+class RunTable:
+    """Rows of an experiment, written to ``path`` (Parquet) after every row: a crash keeps the runs
+    already finished."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.frame.write_parquet(self.path)
+
+    def extend(self, rows: Sequence[dict[str, Any]]) -> None:
+        for row in rows:
+            self.add(row)
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.rows)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A Markdown table, one line per row; cells are shown as given (format them first)."""
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]
 
 
 def mean_std(values: list[float]) -> str:

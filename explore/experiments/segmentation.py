@@ -31,33 +31,32 @@ Paper (Xiang et al. 2025, Carvana, mIoU %): U-Net teacher 95.4; simulation no tr
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import torch
 
-from explore.experiments.common import COMPENSATIONS, add_run_arguments, mean_std, parse_and_start
+from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
+                                        markdown_table, mean_std, parse_and_start)
 from explore.point import design_point
 from explore.systems import build_student
 from onn.data import load_dataset
 from onn.data.segment import NUCLEI_ROWS, nuclei_image
 from onn.design import PRESETS
 from onn.energy import hybrid_energy, network_energy
-from onn.fabrication import default_kernel_errors, fabricate
-from onn.robustness import compensate, draw_generator
+from onn.fabrication import default_kernel_errors
+from onn.robustness import monte_carlo
 from onn.segmentation import mask_metrics, otsu_mask
 from onn.teachers import get_teacher
 from onn.train import TrainConfig, evaluate, fit
 
-PAPER_MIOU = {"teacher": 95.4, "none": 74.3, "kd": 86.7, "ntkd": 91.5}  # Carvana, simulation
+PAPER_MIOU = {"teacher": 95.4, "task": 74.3, "kd": 86.7, "ntkd": 91.5}  # Carvana, simulation
 PAPER_FABRICATED_MIOU = {"no compensation": 49.7, "task-loss fine-tune": 62.7, "NTKD fine-tune": 81.2}
-METHODS = ("none", "kd", "ntkd")
-METHOD_NAMES = {"none": "no transfer (task loss)", "kd": "KD", "ntkd": "NTKD"}
+METHODS = ("task", "kd", "ntkd")
+METHOD_NAMES = {"task": "no transfer (task loss)", "kd": "KD", "ntkd": "NTKD"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,14 +111,15 @@ def otsu_rows() -> list[dict]:
 
 
 def run(s: Settings, out: Path, device: str) -> pl.DataFrame:
-    out.mkdir(parents=True, exist_ok=True)
     data = load_dataset("nuclei")
-    rows = otsu_rows()
+    table = RunTable(out / "segmentation.parquet")
+    table.extend(otsu_rows())
+    rows = table.rows
     print(f"Otsu: test region IoU {rows[0]['test_iou_pct']:.2f} %, full image IoU {rows[1]['test_iou_pct']:.2f} % "
           f"(SPEC 71.7 %)", flush=True)
     teacher, info = get_teacher("nuclei", "unet", device=device, epochs=s.teacher_epochs)
     example = data.test.tensors[0][:1].to(device)
-    rows.append({"kind": "teacher", "method": "U-Net teacher", "scope": "test region", "seed": info.seed,
+    table.add({"kind": "teacher", "method": "U-Net teacher", "scope": "test region", "seed": info.seed,
                  "train_s": info.seconds if not info.from_cache else float("nan"),
                  "n_params": sum(p.numel() for p in teacher.parameters()),
                  "energy_pj": network_energy(teacher, example).total_pj,
@@ -135,7 +135,7 @@ def run(s: Settings, out: Path, device: str) -> pl.DataFrame:
             result = fit(model, data.train, task=data.task, config=s.train_config(method, seed), teacher=teacher,
                          device=device, label=f"seg s{seed}")
             test = evaluate(model, data.test, data.task, device=device)
-            rows.append({"kind": "hybrid", "method": method, "scope": "test region", "seed": seed,
+            table.add({"kind": "hybrid", "method": method, "scope": "test region", "seed": seed,
                          "train_s": result.seconds, "steps": result.steps, "n_params": result.n_params,
                          "macs": result.macs, "energy_pj": hybrid_energy(model).total_pj,
                          **_metric_row(test), **_metric_row(evaluate(model, data.val, data.task, device=device), "val"),
@@ -144,11 +144,9 @@ def run(s: Settings, out: Path, device: str) -> pl.DataFrame:
                   f"({result.seconds:.0f} s, {result.steps} steps)", flush=True)
             if method == "ntkd":
                 ntkd_models.setdefault(seed, model)
-            pl.DataFrame(rows).write_parquet(out / "segmentation.parquet")  # a crash keeps the finished runs
     if ntkd_models and s.draws:
-        rows += fabrication_rows(ntkd_models[s.seeds[0]], s.seeds[0], data, teacher, s, device)
-        pl.DataFrame(rows).write_parquet(out / "segmentation.parquet")
-    return pl.DataFrame(rows)
+        table.extend(fabrication_rows(ntkd_models[s.seeds[0]], s.seeds[0], data, teacher, s, device))
+    return table.frame
 
 
 def fabrication_rows(model, seed: int, data, teacher, s: Settings, device: str) -> list[dict]:
@@ -157,19 +155,17 @@ def fabrication_rows(model, seed: int, data, teacher, s: Settings, device: str) 
     base = {"kind": "fabricated", "scope": "test region", "seed": seed, "kernel_sigma_rel": errors.kernel_sigma_rel,
             "fraction": s.fraction}
     rows = [{**base, "method": "ideal", "draw": -1, **_metric_row(evaluate(model, data.test, data.task, device=device))}]
-    for draw in range(s.draws):
-        made = fabricate(model, errors, draw_generator(seed, draw))
-        raw = evaluate(made, data.test, data.task, device=device)
-        rows.append({**base, "method": "no compensation", "draw": draw, **_metric_row(raw)})
-        line = f"fabricated draw {draw}: as made mIoU {100 * raw['miou']:.2f} %"
-        for label, method in COMPENSATIONS.items():
-            tuned = copy.deepcopy(made)
-            result = compensate(tuned, data.train, data.task, teacher=teacher, method=method, fraction=s.fraction,
-                                config=s.comp_config(), seed=seed, device=device)
-            after = evaluate(tuned, data.test, data.task, device=device)
-            rows.append({**base, "method": label, "draw": draw, "steps": result.steps, "train_s": result.seconds,
-                         **_metric_row(after)})
-            line += f" -> {label} {100 * after['miou']:.2f} %"
+    result = monte_carlo(model, errors, draws=s.draws, seed=seed, task=data.task, score_on={"test": data.test},
+                         compensations=("task", "ntkd"), train=data.train, teacher=teacher, fraction=s.fraction,
+                         config=s.comp_config(), device=device)
+    for draw in result.draws:
+        rows.append({**base, "method": COMPENSATION_LABELS["none"], "draw": draw.index, **_metric_row(draw.made["test"])})
+        line = f"fabricated draw {draw.index}: as made mIoU {100 * draw.made['test']['miou']:.2f} %"
+        for method, run in draw.fine_tuned.items():
+            after = draw.compensated[method]["test"]
+            rows.append({**base, "method": COMPENSATION_LABELS[method], "draw": draw.index, "steps": run.steps,
+                         "train_s": run.seconds, **_metric_row(after)})
+            line += f" -> {COMPENSATION_LABELS[method]} {100 * after['miou']:.2f} %"
         print(line, flush=True)
     return rows
 
@@ -228,7 +224,7 @@ def verdict(hybrids: pl.DataFrame, otsu: dict) -> list[str]:
     worst = min(iou)
     out = [f"- NTKD vs Otsu on the held-out region: IoU {statistics.fmean(iou):.2f} % (worst seed {worst:.2f} %) vs "
            f"{otsu['test_iou_pct']:.2f} %: {'beats it in every seed' if worst > otsu['test_iou_pct'] else 'does NOT beat it in every seed'}."]
-    for other in ("none", "kd"):
+    for other in ("task", "kd"):
         group = hybrids.filter(method=other)
         if not len(group):
             continue
@@ -247,13 +243,12 @@ def fabrication_markdown(frame: pl.DataFrame, s: Settings) -> list[str]:
                  f"(kernel noise {100 * row['kernel_sigma_rel']:.0f} % of max|k|, gain U[0.8, 1.2], shift U[±1] px per "
                  f"sub-optic); compensation: backend only, {s.fraction:.0%} of the training split, {s.comp_epochs:g} "
                  f"epochs{f' (capped at {s.comp_steps} steps)' if s.comp_steps else ''}, AdamW lr 1e-3.", "",
-             "| metric | ideal | no compensation | task-loss fine-tune | NTKD fine-tune |", "|---|---|---|---|---|"]
-    methods = ("ideal", "no compensation", *COMPENSATIONS)
-    for metric, column in (("mIoU %", "test_miou_pct"), ("IoU %", "test_iou_pct")):
-        cells = [mean_std(frame.filter(method=m)[column].to_list()) for m in methods]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    lines.append("| paper mIoU % (Carvana, hardware) | – | " + " | ".join(str(v) for v in PAPER_FABRICATED_MIOU.values()) + " |")
-    return lines
+             ]
+    methods = ("ideal", *(COMPENSATION_LABELS[m] for m in ("none", "task", "ntkd")))
+    rows = [[metric, *(mean_std(frame.filter(method=m)[column].to_list()) for m in methods)]
+            for metric, column in (("mIoU %", "test_miou_pct"), ("IoU %", "test_iou_pct"))]
+    rows.append(["paper mIoU % (Carvana, hardware)", "–", *PAPER_FABRICATED_MIOU.values()])
+    return lines + markdown_table(["metric", *methods], rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,8 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                                        comp_steps=5, teacher_epochs=args.teacher_epochs or 2.0)
     start = time.perf_counter()
     frame = run(settings, args.out, args.device)
-    text = markdown(frame, settings, time.perf_counter() - start,
-                    "python -m explore.experiments.segmentation " + " ".join(sys.argv[1:]))
+    text = markdown(frame, settings, time.perf_counter() - start, command_line("explore.experiments.segmentation"))
     (args.out / "segmentation.md").write_text(text)
     print(text)
 

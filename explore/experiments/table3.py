@@ -15,27 +15,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 
 from explore.point import design_point
-from explore.experiments.common import add_run_arguments, parse_and_start
+from explore.experiments.common import (RunTable, add_run_arguments, command_line, markdown_table, mean_std,
+                                        parse_and_start)
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.train import TrainConfig, fit
 
-PAPER = {"mono": {"none": 91.4, "kd": 95.9, "ntkd": 97.3}, "poly": {"none": 56.4, "kd": 72.5, "ntkd": 75.6}}
-METHODS = ("none", "kd", "ntkd")
+PAPER = {"mono": {"task": 91.4, "kd": 95.9, "ntkd": 97.3}, "poly": {"task": 56.4, "kd": 72.5, "ntkd": 75.6}}
+METHODS = ("task", "kd", "ntkd")
 
 
 def run(systems: list[str], methods: list[str], seeds: list[int], config: TrainConfig, *, root: str | None,
         out: Path, device: str, changes: dict | None = None) -> pl.DataFrame:
     """``changes``: design parameters (sweep-file names, e.g. n_kernels, read_noise_fs) applied to
     every system's preset, for the same comparison under other optical constraints."""
-    rows = []
+    table = RunTable(out / "table3.parquet")
     for name in systems:
         system, data, teacher = load_system(name, root=root, device=device)
         design = design_point(changes or {}, base=system.design, training={}, seed=0).design
@@ -46,17 +45,14 @@ def run(systems: list[str], methods: list[str], seeds: list[int], config: TrainC
                              config=dataclasses.replace(config, method=method, seed=seed),
                              evaluate_on={"val": data.val, "test": data.test}, teacher=teacher, device=device,
                              label=f"{name} s{seed}")
-                rows.append({"system": name, "dataset": system.dataset, "changes": str(changes or {}), "method": method, "seed": seed,
+                table.add({"system": name, "dataset": system.dataset, "changes": str(changes or {}), "method": method, "seed": seed,
                              "test_accuracy_pct": 100 * result.test_metric, "val_accuracy_pct": 100 * result.val_metric,
                              "epochs": config.epochs, "steps": result.steps, "train_s": result.seconds,
                              "n_params": result.n_params, "macs": result.macs,
                              **{f"loss_{k}": v for k, v in result.loss_terms}})
                 print(f"{name} {method:>4} seed {seed}: test {100 * result.test_metric:.2f} % "
                       f"({result.seconds:.0f} s)", flush=True)
-                frame = pl.DataFrame(rows)
-                out.mkdir(parents=True, exist_ok=True)
-                frame.write_parquet(out / "table3.parquet")  # after every run: a crash keeps the finished ones
-    return pl.DataFrame(rows)
+    return table.frame
 
 
 def markdown(frame: pl.DataFrame, config: TrainConfig, seconds: float, command: str) -> str:
@@ -67,15 +63,15 @@ def markdown(frame: pl.DataFrame, config: TrainConfig, seconds: float, command: 
              f"KD T={config.kd_temperature:g} α={config.kd_alpha:g}; NTKD α={config.ntk_alpha:g} β={config.ntk_beta:g}, "
              f"{config.ntk_mode} Gram ({config.ntk_probes} probes) on {config.ntk_subbatch} samples, "
              f"{config.ntk_normalise}-normalised.", "",
-             "| system | data | method | test acc. % (mean ± std) | val acc. % | seeds | paper % | train s/run |",
-             "|---|---|---|---|---|---|---|---|"]
+             ]
+    rows = []
     for (system, method), group in frame.group_by(["system", "method"], maintain_order=True):
-        test = group["test_accuracy_pct"].to_list()
-        std = statistics.stdev(test) if len(test) > 1 else float("nan")
         paper = PAPER.get(system, {}).get(method)
-        lines.append(f"| {system} | {group['dataset'][0]} | {method} | {statistics.mean(test):.2f} ± {std:.2f} | "
-                     f"{group['val_accuracy_pct'].mean():.2f} | {len(test)} | {paper if paper else '–'} | "
-                     f"{group['train_s'].mean():.0f} |")
+        rows.append([system, group["dataset"][0], method, mean_std(group["test_accuracy_pct"].to_list()),
+                     mean_std(group["val_accuracy_pct"].to_list()), len(group), paper or "–",
+                     f"{group['train_s'].mean():.0f}"])
+    lines += markdown_table(["system", "data", "method", "test acc. % (mean ± std)", "val acc. % (mean ± std)",
+                             "seeds", "paper %", "train s/run"], rows)
     return "\n".join(lines) + "\n"
 
 
@@ -100,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     changes = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     frame = run(args.systems, args.methods, args.seeds, config, root=args.root, out=args.out, device=args.device,
                 changes=changes)
-    text = markdown(frame, config, time.perf_counter() - start, "python -m explore.experiments.table3 " + " ".join(sys.argv[1:]))
+    text = markdown(frame, config, time.perf_counter() - start, command_line("explore.experiments.table3"))
     (args.out / "table3.md").write_text(text)
     print(text)
 

@@ -28,8 +28,6 @@ import argparse
 import copy
 import dataclasses
 import math
-import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -37,12 +35,13 @@ import polars as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from explore.experiments.common import COMPENSATIONS, add_run_arguments, mean_std, parse_and_start
+from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
+                                        markdown_table, mean_std, parse_and_start)
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
-from onn.fabrication import PhysicalErrors, default_kernel_errors, fabricate, freeze_realised, realise
-from onn.robustness import compensate, draw_generator, robustness
+from onn.fabrication import PhysicalErrors, default_kernel_errors, freeze_realised, realise_design
+from onn.robustness import MonteCarloResult, compensate, monte_carlo
 from onn.train import TrainConfig, evaluate, fit, headline
 
 PAPER = {"mono": (89.2, 93.2, 95.1), "poly": (47.3, 70.4, 74.9)}  # no comp. / task / NTKD, fabricated
@@ -105,7 +104,7 @@ def comp_config(s: Settings) -> TrainConfig:
 
 
 def run_table(s: Settings, out: Path, device: str, timings: dict) -> pl.DataFrame:
-    rows = []
+    table = RunTable(out / "table4.parquet")
     for name in s.systems:
         system, data, teacher, model, test, timing = trained_model(name, s, out, device)
         errors = default_kernel_errors(system.design.colours).scaled(s.magnitude)
@@ -113,25 +112,23 @@ def run_table(s: Settings, out: Path, device: str, timings: dict) -> pl.DataFram
         base = dict(system=name, dataset=data.name, gain_low=errors.gain_range[0], gain_high=errors.gain_range[1],
                     shift_px=errors.shift_px, kernel_sigma_rel=errors.kernel_sigma_rel,
                     chromatic_blur_px=errors.chromatic_blur_px, fraction=s.fraction, n_test=len(test))
-        rows.append({**base, "draw": -1, "method": "ideal", "test_accuracy_pct": 100 * ideal, "steps": 0, "seconds": 0.0})
-        for draw in range(s.draws):
-            made = fabricate(model, errors, draw_generator(s.seed, draw))
-            raw = headline(evaluate(made, test, data.task, device=device))
-            rows.append({**base, "draw": draw, "method": "no compensation", "test_accuracy_pct": 100 * raw,
-                         "steps": 0, "seconds": 0.0})
-            for label, method in COMPENSATIONS.items():
-                result = compensate(copy.deepcopy(made), data.train, data.task, teacher=teacher, method=method,
-                                    fraction=s.fraction, config=comp_config(s), seed=s.seed,
-                                    evaluate_on={"test": test}, device=device)
-                rows.append({**base, "draw": draw, "method": label, "test_accuracy_pct": 100 * dict(result.after)["test"],
-                             "steps": result.steps, "seconds": result.seconds})
-                eval_s = timing["eval_s_per_image"] * len(test)  # compensate scores before and after
-                timing[f"comp_s_per_step_{method}"] = max(0.0, result.seconds - 2 * eval_s) / max(result.steps, 1)
-                print(f"{name} draw {draw}: as made {100 * raw:.2f} % -> {label} {100 * dict(result.after)['test']:.2f} % "
-                      f"({result.seconds:.0f} s)", flush=True)
-            pl.DataFrame(rows).write_parquet(out / "table4.parquet")  # after every draw: a crash keeps the rest
+        table.add({**base, "draw": -1, "method": "ideal", "test_accuracy_pct": 100 * ideal, "steps": 0})
+        result = monte_carlo(model, errors, draws=s.draws, seed=s.seed, task=data.task, score_on={"test": test},
+                             compensations=("task", "ntkd"), train=data.train, teacher=teacher, fraction=s.fraction,
+                             config=comp_config(s), device=device)
+        for draw in result.draws:
+            table.add({**base, "draw": draw.index, "method": COMPENSATION_LABELS["none"],
+                       "test_accuracy_pct": 100 * headline(draw.made["test"]), "steps": 0})
+            for method, run in draw.fine_tuned.items():
+                table.add({**base, "draw": draw.index, "method": COMPENSATION_LABELS[method],
+                           "test_accuracy_pct": 100 * headline(draw.compensated[method]["test"]), "steps": run.steps,
+                           "seconds": run.seconds})
+                timing[f"comp_s_per_step_{method}"] = run.seconds / max(run.steps, 1)
+            print(f"{name} draw {draw.index}: as made {100 * headline(draw.made['test']):.2f} % -> "
+                  + ", ".join(f"{COMPENSATION_LABELS[m]} {100 * headline(draw.compensated[m]['test']):.2f} %"
+                              for m in draw.compensated), flush=True)
         timings[name] = timing
-    return pl.DataFrame(rows)
+    return table.frame
 
 
 def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> str:
@@ -146,41 +143,42 @@ def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
                      f"U[±{row['shift_px']:.2f}] kernel px per sub-optic, kernel noise σ = "
                      f"{100 * row['kernel_sigma_rel']:.0f} % of max|k|, chromatic blur {row['chromatic_blur_px']:.2f} px "
                      f"(R, B); scored on {row['n_test']} test images")
-    lines += ["", "| system | data | ideal % | no compensation % | task-loss fine-tune % | NTKD fine-tune % | paper (fabricated) |",
-              "|---|---|---|---|---|---|---|"]
+    methods = ["ideal", *(COMPENSATION_LABELS[m] for m in ("none", "task", "ntkd"))]
+    rows = []
     for (name,), group in frame.group_by("system", maintain_order=True):
         cell = lambda method: mean_std(group.filter(pl.col("method") == method)["test_accuracy_pct"].to_list())
         paper = " / ".join(f"{v:g}" for v in PAPER[name]) if name in PAPER else "–"
-        lines.append(f"| {name} | {group['dataset'][0]} | {cell('ideal')} | {cell('no compensation')} | "
-                     f"{cell('task-loss fine-tune')} | {cell('NTKD fine-tune')} | {paper} |")
+        rows.append([name, group["dataset"][0], *map(cell, methods), paper])
+    lines += ["", *markdown_table(["system", "data", *(f"{m} %" for m in methods), "paper (fabricated)"], rows)]
     return "\n".join(lines) + "\n"
 
 
 # --- accuracy vs error magnitude ----------------------------------------------------------------
 
 def run_sweep(s: Settings, out: Path, device: str, physical: bool, timings: dict) -> pl.DataFrame:
-    rows = []
+    table = RunTable(out / "table4_magnitude.parquet")
     for name in s.systems:
         system, data, teacher, model, test, timing = trained_model(name, s, out, device)
+        ideal = headline(evaluate(model, test, data.task, device=device))
         base_errors = default_kernel_errors(system.design.colours)
         for scale in s.scales:
-            check = robustness(model, test, data.task, base_errors.scaled(scale), s.draws, s.seed, device=device)
-            rows.append(_sweep_row(name, data.name, "kernel", scale, scale, check))
-            print(f"{name} kernel x{scale:g}: {100 * check.mean:.2f} ± {100 * check.std:.2f} % ({check.seconds:.0f} s)",
-                  flush=True)
+            check = monte_carlo(model, base_errors.scaled(scale), draws=s.draws, seed=s.seed, task=data.task,
+                                score_on={"test": test}, device=device)
+            table.add(_sweep_row(name, data.name, "kernel", scale, scale, ideal, check))
+            print(f"{name} kernel x{scale:g}: {_spread_text(check)}", flush=True)
         if physical:
-            rows += physical_curve(name, system, data, teacher, model, test, s, device, timing)
+            table.extend(physical_curve(name, system, data, teacher, model, test, s, device, timing))
         timings[name] = {**timings.get(name, {}), **timing}
-        pl.DataFrame(rows).write_parquet(out / "table4_magnitude.parquet")
-    return pl.DataFrame(rows)
+    return table.frame
 
 
 def error_terms(s: Settings, out: Path, device: str) -> pl.DataFrame:
     """Which kernel-level error costs the accuracy: every SPEC §4 default term alone (x
     ``s.magnitude``), the gain also shared by a kernel's two halves, against all terms together."""
-    rows = []
+    table = RunTable(out / "table4_terms.parquet")
     for name in s.systems:
         system, data, _, model, test, _ = trained_model(name, s, out, device)
+        ideal = headline(evaluate(model, test, data.task, device=device))
         full = default_kernel_errors(system.design.colours).scaled(s.magnitude)
         none = dict(gain_range=(1.0, 1.0), shift_px=0.0, kernel_sigma_rel=0.0)
         terms = {"all terms": full,
@@ -191,12 +189,11 @@ def error_terms(s: Settings, out: Path, device: str) -> pl.DataFrame:
                  "shift only": dataclasses.replace(full, **{**none, "shift_px": full.shift_px}),
                  "kernel noise only": dataclasses.replace(full, **{**none, "kernel_sigma_rel": full.kernel_sigma_rel})}
         for term, errors in terms.items():
-            check = robustness(model, test, data.task, errors, s.draws, s.seed, device=device)
-            rows.append({**_sweep_row(name, data.name, "kernel", s.magnitude, s.magnitude, check), "error": term})
-            print(f"{name} {term}: {100 * check.mean:.2f} ± {100 * check.std:.2f} %", flush=True)
-    frame = pl.DataFrame(rows)
-    frame.write_parquet(out / "table4_terms.parquet")
-    return frame
+            check = monte_carlo(model, errors, draws=s.draws, seed=s.seed, task=data.task, score_on={"test": test},
+                                device=device)
+            table.add({**_sweep_row(name, data.name, "kernel", s.magnitude, s.magnitude, ideal, check), "error": term})
+            print(f"{name} {term}: {_spread_text(check)}", flush=True)
+    return table.frame
 
 
 def physical_curve(name, system, data, teacher, model, test, s: Settings, device: str, timing: dict) -> list[dict]:
@@ -206,20 +203,22 @@ def physical_curve(name, system, data, teacher, model, test, s: Settings, device
     error alone)."""
     design = system.design.with_(mask_res=s.mask_res.get(name, system.design.mask_res))
     design.check(image_size=data.image_size)  # InfeasibleDesign says which mask_res would do
-    geometry = design.geometry()
+    model = copy.deepcopy(model)
+    model.design = design  # the same trained network, realised at this mask resolution
     start = time.perf_counter()
-    result = realise(model, geometry, steps=s.design_steps, chunk=s.design_chunk,
-                     generator=torch.Generator().manual_seed(s.seed))
+    realisation = realise_design(model, steps=s.design_steps, chunk=s.design_chunk,
+                                 generator=torch.Generator().manual_seed(s.seed))
     timing["design_s_per_step"] = (time.perf_counter() - start) / s.design_steps
-    timing["padded_res"] = geometry.padded_res
-    realised = freeze_realised(model, result, geometry, chunk=s.design_chunk)
+    timing["padded_res"] = design.geometry().padded_res
+    realised = freeze_realised(model, realisation, chunk=s.design_chunk)
     as_designed = headline(evaluate(realised, test, data.task, device=device))
     if s.retrain_epochs > 0:
         compensate(realised, data.train, data.task, teacher=teacher, method="ntkd", fraction=1.0,
                    config=dataclasses.replace(comp_config(s), epochs=s.retrain_epochs), seed=s.seed, device=device)
-    print(f"{name} realised at mask_res {design.mask_res}: kernel error {statistics.fmean(result.kernel_error):.3f}, "
-          f"accuracy {100 * as_designed:.2f} % as designed, after backend retraining "
-          f"{100 * headline(evaluate(realised, test, data.task, device=device)):.2f} %", flush=True)
+    ideal = headline(evaluate(realised, test, data.task, device=device))
+    kernel_error = realisation.mean("kernel_error")
+    print(f"{name} realised at mask_res {design.mask_res}: kernel error {kernel_error:.3f}, accuracy "
+          f"{100 * as_designed:.2f} % as designed, after backend retraining {100 * ideal:.2f} %", flush=True)
     kinds = {"width σ": lambda scale: PhysicalErrors(width_sigma_nm=scale * s.width_sigma_nm, misalignment_px=0.0),
              "width bias": lambda scale: PhysicalErrors(width_sigma_nm=0.0, width_bias_nm=scale * s.width_bias_nm,
                                                         misalignment_px=0.0)}
@@ -227,26 +226,28 @@ def physical_curve(name, system, data, teacher, model, test, s: Settings, device
     for kind, make in kinds.items():
         for scale in s.scales:
             errors = make(scale)
-            check = robustness(realised, test, data.task, errors, s.draws, s.seed, device=device, design=result,
-                               geometry=geometry, chunk=s.design_chunk)
+            check = monte_carlo(realised, errors, draws=s.draws, seed=s.seed, task=data.task, score_on={"test": test},
+                                realisation=realisation, chunk=s.design_chunk, device=device)
             magnitude = errors.width_sigma_nm if kind == "width σ" else errors.width_bias_nm
-            row = _sweep_row(name, data.name, "physical", scale, magnitude, check)
-            rows.append({**row, "error": kind, "mask_res": design.mask_res,
-                         "kernel_error": statistics.fmean(result.kernel_error),
+            rows.append({**_sweep_row(name, data.name, "physical", scale, magnitude, ideal, check), "error": kind,
+                         "mask_res": design.mask_res, "kernel_error": kernel_error,
                          "accuracy_as_designed_pct": 100 * as_designed})
-            eval_s = timing["eval_s_per_image"] * len(test)
-            timing["physical_draw_s"] = max(0.0, (check.seconds - (s.draws + 1) * eval_s) / s.draws)
-            print(f"{name} {kind} {magnitude:g} nm: {100 * check.mean:.2f} ± {100 * check.std:.2f} % "
-                  f"(ideal {100 * check.ideal:.2f} %, {check.seconds:.0f} s)", flush=True)
+            timing["physical_draw_s"] = check.seconds_made / s.draws
+            print(f"{name} {kind} {magnitude:g} nm: {_spread_text(check)} (ideal {100 * ideal:.2f} %)", flush=True)
     return rows
 
 
-def _sweep_row(name, dataset, level, scale, magnitude, check) -> dict:
+def _spread_text(check: MonteCarloResult) -> str:
+    spread = check.made("test")
+    return f"{100 * spread.mean:.2f} ± {100 * spread.std:.2f} % ({check.seconds_made:.0f} s)"
+
+
+def _sweep_row(name, dataset, level, scale, magnitude, ideal: float, check: MonteCarloResult) -> dict:
+    spread = check.made("test")
     return {"system": name, "dataset": dataset, "level": level, "error": "x defaults", "scale": scale,
-            "magnitude": magnitude,
-            "ideal_pct": 100 * check.ideal, "mean_pct": 100 * check.mean, "std_pct": 100 * check.std,
-            "p5_pct": 100 * check.p5, "drop_pct": 100 * check.drop, "draws": len(check.per_draw),
-            "seconds": check.seconds}
+            "magnitude": magnitude, "ideal_pct": 100 * ideal, "mean_pct": 100 * spread.mean,
+            "std_pct": 100 * spread.std, "p5_pct": 100 * spread.p5, "drop_pct": 100 * (ideal - spread.mean),
+            "draws": len(check.draws), "seconds": check.seconds_made}
 
 
 def sweep_chart(frame: pl.DataFrame, path: Path) -> None:
@@ -297,20 +298,16 @@ def terms_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
     return "\n".join(lines) + "\n"
 
 
-def merge_sweeps(folders: list[Path], out: Path) -> None:
-    """One chart and one table from several finished ``--sweep-magnitude`` runs."""
+def merge_sweeps(folders: list[Path], out: Path, s: Settings, command: str) -> None:
+    """One chart and one table from several finished ``--sweep-magnitude`` runs (their Parquet rows)."""
     missing = [f for f in folders if not (f / "table4_magnitude.parquet").exists()]
     if missing:
         raise SystemExit(f"no table4_magnitude.parquet in {', '.join(map(str, missing))}; run --sweep-magnitude there first")
     frame = pl.concat([pl.read_parquet(f / "table4_magnitude.parquet") for f in folders], how="diagonal_relaxed")
     sweep_chart(frame, out / "table4_magnitude.png")
-    headers = [(f / "table4_magnitude.md").read_text().split("\n\n")[0] for f in folders]
-    headers.append((folders[0] / "table4_magnitude.md").read_text().split("\n\n")[1])  # the error model
-    rows = [line for f in folders for line in (f / "table4_magnitude.md").read_text().splitlines() if
-            line.startswith("| ") and not line.startswith("| system")]
-    table = [line for line in (folders[0] / "table4_magnitude.md").read_text().splitlines()
-             if line.startswith("| system") or line.startswith("|---")]
-    (out / "table4_magnitude.md").write_text("\n\n".join(headers) + "\n\n" + "\n".join(table + rows) + "\n")
+    sources = ", ".join(str(f) for f in folders)
+    (out / "table4_magnitude.md").write_text(sweep_markdown(frame, s, 0.0, command).replace(
+        " (0.0 min wall on this machine)", f" (merged from {sources})"))
     print(f"wrote {out / 'table4_magnitude.png'} and {out / 'table4_magnitude.md'} from {len(frame)} rows")
 
 
@@ -329,7 +326,7 @@ def estimate_full(timings: dict, measured: Settings, full: Settings, sweep: bool
         comp_steps = steps(full.comp_epochs, round(full.fraction * len(data.train)))
         total = train
         if not sweep:
-            comp = sum(t.get(f"comp_s_per_step_{m}", 0.0) for m in ("none", "ntkd")) * comp_steps
+            comp = sum(t.get(f"comp_s_per_step_{m}", 0.0) for m in ("task", "ntkd")) * comp_steps
             total += full.draws * (5 * eval_s + comp)  # as made, then before + after each fine-tune
         else:
             total += len(full.scales) * (full.draws + 1) * eval_s
@@ -386,10 +383,10 @@ def main(argv: list[str] | None = None) -> None:
                                        design_steps=min(args.design_steps, 5), retrain_epochs=min(args.retrain_epochs, 0.02),
                                        mask_res={"mono": 152, "poly": 224, **mask_res}, test_limit=args.test_limit or 500)
     args.out.mkdir(parents=True, exist_ok=True)
+    command = command_line("explore.experiments.table4")
     if args.merge:
-        merge_sweeps(args.merge, args.out)
+        merge_sweeps(args.merge, args.out, settings, command)
         return
-    command = "python -m explore.experiments.table4 " + " ".join(sys.argv[1:])
     start = time.perf_counter()
     timings: dict[str, dict] = {}
     if args.terms:

@@ -84,7 +84,7 @@ def table5(systems: list[str], kernels: list[int], config: TrainConfig, *, n_tra
                                         device=device)
             estimate_s = time.perf_counter() - begin
             model = random_frozen_hybrid(design, data, seed)
-            result = fit(model, data.train, task=data.task, config=dataclasses.replace(config, method="none", seed=seed),
+            result = fit(model, data.train, task=data.task, config=dataclasses.replace(config, method="task", seed=seed),
                          evaluate_on={"val": data.val, "test": data.test}, parameters=model.backend_parameters(),
                          device=device, label=f"{name} {n} random kernels")
             rows.append({"system": name, "dataset": system.dataset, "kernels": n,
@@ -230,7 +230,7 @@ def full_run_estimate(systems: list[str], kernels: list[int], epochs: float, cal
         for n in kernels:
             design = system.design.with_(n_kernels=n, aperture_mm=aperture_for(system.design, n))
             model = random_frozen_hybrid(design, data, 0)
-            per_step = seconds_per_step(model, data, TrainConfig(method="none"), parameters=model.backend_parameters(),
+            per_step = seconds_per_step(model, data, TrainConfig(method="task"), parameters=model.backend_parameters(),
                                         probe_batch=TrainConfig.batch_size if n <= 64 else 16)
             seconds = per_step * steps * 1.15  # + evaluation of val and test (~15 % of an epoch's steps)
             total += seconds

@@ -1,0 +1,130 @@
+"""The columns of a trial row: one table, from which everything else about them is derived.
+
+`COLUMNS` gives each column its dtype, unit, meaning and chart label, and whether a sweep may
+optimise it (and in which direction). The Parquet schema (`explore.rows`), the metrics a sweep
+file may name as objectives (`explore.spec`), the report's labels and tooltips, and the README's
+metric table (`markdown_table`, kept in sync by a test) all come from here. Adding a metric is one
+entry here plus the code that computes it (`explore.rows.outcome_metrics`).
+
+Accuracies are the task's headline metric in [0, 1]: accuracy for classification, foreground IoU
+for segmentation (`onn.train.headline`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+Direction = Literal["max", "min"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: pl.DataType
+    doc: str  # what the value is (README, errors, --dry-run)
+    unit: str = ""  # "" for counts, labels and fractions in [0, 1]
+    label: str = ""  # short axis/tooltip title; defaults to `doc`
+    objective: Direction | None = None  # a sweep may optimise it, in this natural direction
+
+    @property
+    def title(self) -> str:
+        """Axis title: the label with its unit."""
+        text = self.label or self.doc
+        return f"{text} ({self.unit})" if self.unit else text
+
+
+def _accuracy(name: str, what: str, *, objective: bool = True) -> tuple[Column, ...]:
+    """One score of the trained system on one split."""
+    return (Column(name, pl.Float64, f"{what} (0-1)", label=what, objective="max" if objective else None),)
+
+
+def _spread(name: str, what: str) -> tuple[Column, ...]:
+    """Mean over fabrication draws, their sample standard deviation and 5th percentile."""
+    return (Column(name, pl.Float64, f"{what}, mean over fabrication draws (0-1)", label=what, objective="max"),
+            Column(f"{name}_std", pl.Float64, f"{what}, standard deviation over draws", label=f"{what}, std"),
+            Column(f"{name}_p5", pl.Float64, f"{what}, 5th percentile over draws (0-1)", label=f"{what}, p5",
+                   objective="max"))
+
+
+STAGES = ("validity", "estimate", "gate", "train", "realise", "fabricate", "compensate")
+STATUSES = ("complete", "pruned", "infeasible", "failed")
+
+COLUMNS: tuple[Column, ...] = (
+    # identity and bookkeeping
+    Column("trial_id", pl.String, "Tune's trial id"),
+    Column("trial_index", pl.Int64, "0-based index of the trial in the sweep, in order of proposal"),
+    Column("sweep", pl.String, "the sweep's name"),
+    Column("status", pl.String, "complete, pruned, infeasible or failed"),
+    Column("reason", pl.String, "why the trial stopped early (empty when complete)"),
+    Column("stage", pl.String, "the last stage reached"),
+    Column("attempts", pl.Int64, "times the trial was started (retries after a worker died)"),
+    Column("seed", pl.Int64, "the sweep's seed"),
+    Column("config_hash", pl.String, "hash of the design point's parameters"),
+    Column("code_version", pl.String, "package version and git commit of the driver"),
+    Column("host", pl.String, "host the trial ran on"),
+    Column("node_ip", pl.String, "Ray node address the trial ran on"),
+    Column("pid", pl.Int64, "worker process id"),
+    Column("started_unix_s", pl.Float64, "start time", unit="s since 1970"),
+    Column("finished_unix_s", pl.Float64, "finish time", unit="s since 1970"),
+    # what the design is
+    Column("n_kernels", pl.Int64, "signed kernels of the optical layer", objective="min"),
+    Column("colours", pl.Int64, "camera colours (wavelengths)"),
+    Column("n_suboptics", pl.Int64, "sub-optics the layout holds"),
+    Column("pitch_um", pl.Float64, "design-sample pitch of the metasurface", unit="µm"),
+    Column("hidden", pl.String, "hidden widths of the digital backend"),
+    Column("n_params", pl.Int64, "parameters of the hybrid model", objective="min"),
+    # before training
+    Column("est_accuracy", pl.Float64, "design-aware accuracy estimate before training (0-1)",
+           label="estimated accuracy before training"),
+    Column("energy_pj", pl.Float64, "energy per inference", unit="pJ", label="energy per inference", objective="min"),
+    Column("energy_capture_pj", pl.Float64, "energy of light source and exposure", unit="pJ"),
+    Column("energy_readout_pj", pl.Float64, "energy of the sensor read-out", unit="pJ"),
+    Column("energy_adc_pj", pl.Float64, "energy of the analogue-to-digital conversions", unit="pJ"),
+    Column("energy_digital_mac_pj", pl.Float64, "energy of the digital multiply-accumulates", unit="pJ"),
+    Column("energy_digital_add_pj", pl.Float64, "energy of the digital additions", unit="pJ"),
+    Column("energy_all_digital_pj", pl.Float64, "energy of the same network with its convolution done digitally",
+           unit="pJ"),
+    Column("macs", pl.Int64, "digital multiply-accumulates per inference", objective="min"),
+    Column("pixels_read", pl.Int64, "sensor pixels read per inference", objective="min"),
+    # training, ideal simulation
+    *_accuracy("accuracy_ideal_test", "test accuracy in ideal simulation"),
+    *_accuracy("accuracy_ideal_val", "validation accuracy in ideal simulation"),
+    Column("train_s", pl.Float64, "training time", unit="s", objective="min"),
+    Column("train_steps", pl.Int64, "optimiser steps of training"),
+    # physical realisation of the trained kernels at the design's mask resolution
+    Column("realised_kernel_error", pl.Float64, "normalised L2 error of the realised signed kernels, mean"),
+    Column("realised_design_error", pl.Float64, "normalised L2 error of the realised PSFs on the sensor grid, mean"),
+    *_accuracy("accuracy_realised_test", "test accuracy of the realised metasurface, no fabrication error"),
+    # fabrication Monte Carlo: as made, then with the backend fine-tuned
+    *_spread("accuracy_fabricated_test", "test accuracy after fabrication, as made"),
+    *_spread("accuracy_compensated_test", "test accuracy after fabrication and backend fine-tuning"),
+    # stage timings
+    *(Column(f"t_{stage}_s", pl.Float64, f"time of the {stage} stage", unit="s") for stage in STAGES),
+    Column("t_total_s", pl.Float64, "time of the whole trial", unit="s"),
+    Column("cpu_s", pl.Float64, "CPU time of the trial's worker process (all threads), set-up included", unit="s"),
+)
+BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+SCHEMA: dict[str, pl.DataType] = {c.name: c.dtype for c in COLUMNS}
+OBJECTIVES: dict[str, Column] = {c.name: c for c in COLUMNS if c.objective}
+# Columns of bookkeeping: not shown in tooltips or exported with a front design.
+BOOKKEEPING = ("trial_id", "trial_index", "sweep", "status", "reason", "stage", "attempts", "seed", "config_hash",
+               "code_version", "host", "node_ip", "pid", "started_unix_s", "finished_unix_s")
+# The design's own numbers: tooltips and the front export (per-stage timings left out).
+METRIC_COLUMNS = tuple(c.name for c in COLUMNS if c.name not in BOOKKEEPING
+                       and not (c.name.startswith("t_") and c.name != "t_total_s"))
+
+
+def title(name: str) -> str:
+    """Axis title of a column (its name for anything not in the table, e.g. ``param.*``)."""
+    column = BY_NAME.get(name)
+    return column.title if column else name
+
+
+def markdown_table() -> str:
+    """The README's metric table: every column a sweep may optimise."""
+    lines = ["| metric | what it is | natural direction |", "|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.doc}{f' ({c.unit})' if c.unit else ''} | {c.objective} |" for c in OBJECTIVES.values()]
+    return "\n".join(lines)
