@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from explore.analysis import Analysis, load, spearman, split_of
+from explore.analysis import Analysis, load, spearman
+from explore.columns import split_of
 from explore.point import base_design, design_point
 from explore.trial import gate_estimate, gate_front, gate_reason
 from onn.data import load_dataset

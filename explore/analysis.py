@@ -23,6 +23,7 @@ from explore.store import read_trials
 # A row's role in the report; the labels are what the front chart's legend says.
 ROLE_FRONT = "Pareto front (trained)"
 ROLE_IDEAL = "front design, ideal-simulation accuracy"  # a front design repeated at its ideal accuracy
+ROLE_TEST = "front design, test accuracy (for the record)"  # a front design repeated at its test score
 ROLE_DOMINATED = "dominated (trained)"
 ROLE_PRUNED = "pruned: estimated accuracy, not trained"
 ROLE_INFEASIBLE = "infeasible: estimated accuracy"
@@ -45,22 +46,17 @@ class Analysis:
         return int((self.rows["status"] == status).sum())
 
 
-def split_of(column: str) -> str:
-    """The split an accuracy column is scored on (``..._val`` or ``..._test``); "test" otherwise."""
-    return "val" if column.endswith("_val") else "test"
-
-
 def front_axes(spec: SweepSpec) -> tuple[str, str]:
     """(x, y) of the front chart: (energy_pj, first accuracy objective) when the sweep optimises
     both; else the first two objectives (y the first); a single objective is drawn against energy
-    (or the test accuracy as made when it is energy)."""
+    (or the validation accuracy as made when it is energy)."""
     metrics = spec.metrics
     accuracy = [m for m in metrics if m.startswith("accuracy")]
     if "energy_pj" in metrics and accuracy:
         return "energy_pj", accuracy[0]
     if len(metrics) >= 2:
         return metrics[1], metrics[0]
-    return ("accuracy_fabricated_test", metrics[0]) if metrics[0] == "energy_pj" else ("energy_pj", metrics[0])
+    return ("accuracy_fabricated_val", metrics[0]) if metrics[0] == "energy_pj" else ("energy_pj", metrics[0])
 
 
 def hypervolume_steps(values: np.ndarray, directions: list[str], reference: np.ndarray) -> list[tuple[int, float]]:

@@ -19,7 +19,7 @@ from typing import Sequence
 import altair as alt
 import polars as pl
 
-from explore.analysis import ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED
+from explore.analysis import ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_TEST
 from explore.columns import BY_NAME
 from explore.columns import title as column_title
 
@@ -32,6 +32,7 @@ RED, GREY, GOLD, PURPLE = "#c0392b", "#7f8c8d", "#d4a017", "#8e44ad"
 STYLES: dict[str, tuple[str, str, str, float, int]] = {
     ROLE_FRONT: (RED, "white", "circle", 1.0, 90),
     ROLE_IDEAL: ("white", RED, "circle", 0.8, 50),
+    ROLE_TEST: ("#2e86c1", "white", "diamond", 0.85, 45),
     ROLE_DOMINATED: (GREY, GREY, "circle", 0.45, 30),
     ROLE_PRUNED: (GOLD, GOLD, "triangle-up", 0.5, 30),
     ROLE_INFEASIBLE: (PURPLE, PURPLE, "cross", 0.45, 30),

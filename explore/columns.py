@@ -28,6 +28,12 @@ class Column:
     unit: str = ""  # "" for counts, labels and fractions in [0, 1]
     label: str = ""  # short axis/tooltip title; defaults to `doc`
     objective: Direction | None = None  # a sweep may optimise it, in this natural direction
+    split: Literal["val", "test"] | None = None  # the data split a score is measured on
+
+    @property
+    def selectable(self) -> bool:
+        """May a sweep choose designs by it? Never by a test-split score."""
+        return self.objective is not None and self.split != "test"
 
     @property
     def title(self) -> str:
@@ -36,17 +42,23 @@ class Column:
         return f"{text} ({self.unit})" if self.unit else text
 
 
-def _accuracy(name: str, what: str, *, objective: bool = True) -> tuple[Column, ...]:
-    """One score of the trained system on one split."""
-    return (Column(name, pl.Float64, f"{what} (0-1)", label=what, objective="max" if objective else None),)
-
-
-def _spread(name: str, what: str) -> tuple[Column, ...]:
-    """Mean over fabrication draws, their sample standard deviation and 5th percentile."""
-    return (Column(name, pl.Float64, f"{what}, mean over fabrication draws (0-1)", label=what, objective="max"),
-            Column(f"{name}_std", pl.Float64, f"{what}, standard deviation over draws", label=f"{what}, std"),
-            Column(f"{name}_p5", pl.Float64, f"{what}, 5th percentile over draws (0-1)", label=f"{what}, p5",
-                   objective="max"))
+def _scores(stem: str, what: str, *, spread: bool = False) -> tuple[Column, ...]:
+    """``<stem>_val`` and ``<stem>_test``: a score of the trained system on each split; with
+    ``spread``, the mean over fabrication draws and its ``_std`` and ``_p5`` beside each."""
+    columns = []
+    for split, name in (("val", "validation"), ("test", "test")):
+        text = f"{name} {what}"
+        if not spread:
+            columns.append(Column(f"{stem}_{split}", pl.Float64, f"{text} (0-1)", label=text, objective="max",
+                                  split=split))
+            continue
+        columns += [Column(f"{stem}_{split}", pl.Float64, f"{text}, mean over fabrication draws (0-1)", label=text,
+                           objective="max", split=split),
+                    Column(f"{stem}_{split}_std", pl.Float64, f"{text}, standard deviation over draws",
+                           label=f"{text}, std", split=split),
+                    Column(f"{stem}_{split}_p5", pl.Float64, f"{text}, 5th percentile over draws (0-1)",
+                           label=f"{text}, p5", objective="max", split=split)]
+    return tuple(columns)
 
 
 STAGES = ("validity", "estimate", "gate", "train", "realise", "fabricate", "compensate")
@@ -77,8 +89,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("hidden", pl.String, "hidden widths of the digital backend"),
     Column("n_params", pl.Int64, "parameters of the hybrid model", objective="min"),
     # before training
-    Column("est_accuracy", pl.Float64, "design-aware accuracy estimate before training (0-1)",
-           label="estimated accuracy before training"),
+    Column("est_accuracy", pl.Float64, "design-aware accuracy estimate before training, on held-out validation "
+           "samples (0-1)", label="estimated accuracy before training"),
     Column("energy_pj", pl.Float64, "energy per inference", unit="pJ", label="energy per inference", objective="min"),
     Column("energy_capture_pj", pl.Float64, "energy of light source and exposure", unit="pJ"),
     Column("energy_readout_pj", pl.Float64, "energy of the sensor read-out", unit="pJ"),
@@ -90,17 +102,18 @@ COLUMNS: tuple[Column, ...] = (
     Column("macs", pl.Int64, "digital multiply-accumulates per inference", objective="min"),
     Column("pixels_read", pl.Int64, "sensor pixels read per inference", objective="min"),
     # training, ideal simulation
-    *_accuracy("accuracy_ideal_test", "test accuracy in ideal simulation"),
-    *_accuracy("accuracy_ideal_val", "validation accuracy in ideal simulation"),
+    *_scores("accuracy_ideal", "accuracy in ideal simulation"),
     Column("train_s", pl.Float64, "training time", unit="s", objective="min"),
     Column("train_steps", pl.Int64, "optimiser steps of training"),
     # physical realisation of the trained kernels at the design's mask resolution
     Column("realised_kernel_error", pl.Float64, "normalised L2 error of the realised signed kernels, mean"),
     Column("realised_design_error", pl.Float64, "normalised L2 error of the realised PSFs on the sensor grid, mean"),
-    *_accuracy("accuracy_realised_test", "test accuracy of the realised metasurface, no fabrication error"),
+    *_scores("accuracy_realised", "accuracy of the realised metasurface, no fabrication error"),
     # fabrication Monte Carlo: as made, then with the backend fine-tuned
-    *_spread("accuracy_fabricated_test", "test accuracy after fabrication, as made"),
-    *_spread("accuracy_compensated_test", "test accuracy after fabrication and backend fine-tuning"),
+    *_scores("accuracy_fabricated", "accuracy after fabrication, as made", spread=True),
+    *_scores("accuracy_compensated", "accuracy after fabrication and backend fine-tuning", spread=True),
+    Column("compensation_steps", pl.Float64, "optimiser steps of the backend fine-tune kept by early stopping on "
+           "validation, mean over draws"),
     # stage timings
     *(Column(f"t_{stage}_s", pl.Float64, f"time of the {stage} stage", unit="s") for stage in STAGES),
     Column("t_total_s", pl.Float64, "time of the whole trial", unit="s"),
@@ -108,7 +121,8 @@ COLUMNS: tuple[Column, ...] = (
 )
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 SCHEMA: dict[str, pl.DataType] = {c.name: c.dtype for c in COLUMNS}
-OBJECTIVES: dict[str, Column] = {c.name: c for c in COLUMNS if c.objective}
+OBJECTIVES: dict[str, Column] = {c.name: c for c in COLUMNS if c.selectable}
+TEST_SCORES: dict[str, Column] = {c.name: c for c in COLUMNS if c.split == "test"}
 # Columns of bookkeeping: not shown in tooltips or exported with a front design.
 BOOKKEEPING = ("trial_id", "trial_index", "sweep", "status", "reason", "stage", "attempts", "seed", "config_hash",
                "code_version", "host", "node_ip", "pid", "started_unix_s", "finished_unix_s")
@@ -123,8 +137,29 @@ def title(name: str) -> str:
     return column.title if column else name
 
 
+def validation_twin(name: str) -> str:
+    """The validation column of a test-split score (``accuracy_x_test_p5`` -> ``accuracy_x_val_p5``)."""
+    return name.replace("_test", "_val", 1)
+
+
+def test_twin(name: str) -> str | None:
+    """The test-split column beside a validation score (``accuracy_x_val_p5`` -> ``accuracy_x_test_p5``),
+    or None for a column that is not a validation score."""
+    column = BY_NAME.get(name)
+    if column is None or column.split != "val":
+        return None
+    twin = name.replace("_val", "_test", 1)
+    return twin if twin in BY_NAME else None
+
+
+def split_of(name: str) -> str:
+    """The split a score column is measured on; validation for anything else (what a sweep chooses by)."""
+    column = BY_NAME.get(name)
+    return column.split if column is not None and column.split else "val"
+
+
 def markdown_table() -> str:
-    """The README's metric table: every column a sweep may optimise."""
+    """The README's metric table: every column a sweep may optimise (test scores never)."""
     lines = ["| metric | what it is | natural direction |", "|---|---|---|"]
     lines += [f"| `{c.name}` | {c.doc}{f' ({c.unit})' if c.unit else ''} | {c.objective} |" for c in OBJECTIVES.values()]
     return "\n".join(lines)

@@ -51,6 +51,8 @@ def build_context(spec: SweepSpec, *, teacher_state: dict | None = None, teacher
     caches it on first use).
     """
     data = load_dataset(spec.task.dataset, spec.task.root)
+    if faults is not None:
+        data = faults.data(data)
     if teacher_state is not None:
         teacher = build_teacher(teacher_name or spec.task.teacher, data)
         teacher.load_state_dict(teacher_state)

@@ -7,7 +7,10 @@ the start of training, for what to do. Kinds:
 - ``raise``: the trial raises (the scheduler retries it, then records it as failed);
 - ``die``: the worker process exits at once, as on a lost node;
 - ``nan``: training runs with an absurd learning rate and diverges (recorded as failed);
-- ``driver``: Tune's controller fails once, on that trial's result (`FaultInjector`).
+- ``driver``: Tune's controller fails once, on that trial's result (`FaultInjector`);
+
+and, for the whole sweep, ``permute_test_labels`` (no index): every worker sees the test split with
+its labels permuted (a fixed permutation), the check that the test split cannot steer a sweep.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
+from torch.utils.data import TensorDataset
+
+from onn.data import TaskData
 from onn.train import TrainConfig
 
 FAULT_ENV = "EXPLORE_INJECT_FAULT"
@@ -31,18 +38,30 @@ class InjectedFault(RuntimeError):
 @dataclass(frozen=True)
 class Faults:
     by_index: tuple[tuple[int, str], ...] = ()
+    permute_test_labels: bool = False
 
     @classmethod
     def parse(cls, text: str) -> "Faults":
         """``"raise:1,nan:2"`` -> Faults; raises ValueError for a malformed entry or an unknown kind."""
-        entries = []
+        entries, permute = [], False
         for item in filter(None, (part.strip() for part in text.split(","))):
+            if item == "permute_test_labels":
+                permute = True
+                continue
             kind, _, index = item.partition(":")
             if kind not in Kind.__args__ or not index.isdigit():
-                raise ValueError(f"{FAULT_ENV}: {item!r} must look like <kind>:<trial index> with kind one of "
-                                 f"{', '.join(Kind.__args__)}")
+                raise ValueError(f"{FAULT_ENV}: {item!r} must be permute_test_labels or look like <kind>:<trial "
+                                 f"index> with kind one of {', '.join(Kind.__args__)}")
             entries.append((int(index), kind))
-        return cls(tuple(entries))
+        return cls(tuple(entries), permute)
+
+    def data(self, data: TaskData) -> TaskData:
+        """``data`` as this sweep's workers see it (test labels permuted if asked)."""
+        if not self.permute_test_labels:
+            return data
+        images, labels = data.test.tensors
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(12345))
+        return dataclasses.replace(data, test=TensorDataset(images, labels[order]))
 
     @classmethod
     def from_environment(cls) -> "Faults | None":

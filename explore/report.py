@@ -25,9 +25,13 @@ from pathlib import Path
 import polars as pl
 
 from explore import charts, page
-from explore.analysis import (ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_UNSCORED,
-                              Analysis, gate_savings, load, spearman, split_of)
-from explore.columns import METRIC_COLUMNS
+from explore.analysis import (ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_TEST,
+                              ROLE_UNSCORED, Analysis, gate_savings, load, spearman)
+from explore.columns import METRIC_COLUMNS, split_of, test_twin
+
+SELECTION_NOTE = ("Designs are chosen on validation: the objectives, the front, the estimator gate and everything "
+                  "told to the sampler use validation scores only. Test scores are measured for the record and "
+                  "shown beside them; they were never used to choose.")
 from explore.charts import STAGES
 from onn.data import TASKS
 from explore.spec import Choice, FloatRange, IntRange
@@ -56,15 +60,21 @@ def _front(a: Analysis):
         ideal = a.front.filter(pl.col(ideal_column).is_not_null())
         points = pl.concat([points, ideal.with_columns(role=pl.lit(ROLE_IDEAL),
                                                        y_plotted=pl.col(ideal_column))])
+    test_column = test_twin(a.y)
+    if test_column is not None:
+        tested = a.front.filter(pl.col(test_column).is_not_null())
+        points = pl.concat([points, tested.with_columns(role=pl.lit(ROLE_TEST), y_plotted=pl.col(test_column))])
     tips = ["trial_id", "status", "reason", *a.params, *METRIC_COLUMNS]
     shown = charts.display_sample(points.select(*dict.fromkeys(["role", "y_plotted", a.x, *tips])),
-                                  keep=pl.col("role").is_in([ROLE_FRONT, ROLE_IDEAL]))
+                                  keep=pl.col("role").is_in([ROLE_FRONT, ROLE_IDEAL, ROLE_TEST]))
     subtitle = [f"{len(a.rows)} trials of {a.spec.budget.trials} planned: {counts['complete']} complete "
                 f"({len(a.front)} on the front), {counts['pruned']} pruned, {counts['infeasible']} infeasible, "
                 f"{counts['failed']} failed.",
                 "Objectives: " + ", ".join(f"{d} {m}" for m, d in zip(a.spec.metrics, a.spec.directions)) + "."
                 + (" Hollow circles: the front designs' accuracy in ideal simulation."
-                   if (points["role"] == ROLE_IDEAL).any() else "")]
+                   if (points["role"] == ROLE_IDEAL).any() else "")
+                + (" Blue diamonds: the same designs' test score, for the record (never used to choose)."
+                   if (points["role"] == ROLE_TEST).any() else "")]
     if counts["pruned"] and a.y.startswith("accuracy"):
         subtitle.append("Pruned designs were never trained: they sit at the estimator's accuracy (triangles).")
     if len(shown) < len(points):
@@ -179,14 +189,25 @@ def front_columns(a: Analysis) -> list[str]:
     return ["trial_id", "trial_index", *a.params, *METRIC_COLUMNS, "seed", "config_hash", "code_version"]
 
 
+def test_beside(a: Analysis) -> dict[str, str]:
+    """Each validation objective -> its test-split twin (the score reported beside it)."""
+    return {m: twin for m in a.spec.metrics if (twin := test_twin(m)) is not None}
+
+
 def export_front(a: Analysis, folder: Path) -> tuple[Path, Path]:
-    """``front.json`` (objectives, reference point, designs with params and metrics) and ``front.csv``."""
+    """``front.json`` (objectives, reference point, designs with params and metrics, each validation
+    objective with its test score and the gap) and ``front.csv``."""
+    twins = test_beside(a)
     designs = [{"trial_id": row["trial_id"], "trial_index": row["trial_index"],
                 "params": {p.removeprefix("param."): row[p] for p in a.params},
+                "objectives": {m: row[m] for m in a.spec.metrics},
+                "test": {twin: {"value": row[twin], "validation": m, "gap": _gap(row[m], row[twin])}
+                         for m, twin in twins.items()},
                 "metrics": {m: row[m] for m in METRIC_COLUMNS},
                 "provenance": {k: row[k] for k in ("seed", "config_hash", "code_version")}}
                for row in a.front.iter_rows(named=True)]
-    document = {"sweep": a.spec.name, "generated_unix_s": time.time(),
+    document = {"sweep": a.spec.name, "generated_unix_s": time.time(), "chosen_on": "validation",
+                "selection": SELECTION_NOTE,
                 "objectives": [{"metric": m, "direction": d} for m, d in zip(a.spec.metrics, a.spec.directions)],
                 "reference_point": a.reference, "hypervolume": a.hypervolume,
                 "reference_point_is": "in objective units: the complete trials' nadir + 10% of their range "
@@ -195,8 +216,14 @@ def export_front(a: Analysis, folder: Path) -> tuple[Path, Path]:
                 "designs": designs}
     json_path, csv_path = folder / "front.json", folder / "front.csv"
     _atomic_write(json_path, json.dumps(document, indent=1, allow_nan=False))
-    _atomic_write(csv_path, a.front.select(front_columns(a)).write_csv())
+    gaps = [(pl.col(m) - pl.col(twin)).alias(f"gap_{m}_minus_test") for m, twin in twins.items()]
+    _atomic_write(csv_path, a.front.select(*front_columns(a), *gaps).write_csv())
     return json_path, csv_path
+
+
+def _gap(validation: float | None, test: float | None) -> float | None:
+    """Validation minus test (positive: the validation score flatters the design)."""
+    return None if validation is None or test is None else validation - test
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -226,9 +253,10 @@ def write_report(folder: str | Path, *, png: bool = True) -> Path:
              f"{a.spec.budget.trials} planned (the report reads the trial table as it is; rerun "
              f"`python -m explore.report {folder}` to refresh a running sweep). "
              f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}."]
+    intro.append(SELECTION_NOTE)
     if TASKS.get(a.spec.task.dataset) == "segment":
         intro.append("A segmentation task: every accuracy in this report (estimated, ideal, realised, after "
-                     "fabrication) is the foreground IoU on the test split, from 0 to 1.")
+                     "fabrication) is the foreground IoU, from 0 to 1.")
     savings = gate_savings(a.rows)
     if savings is not None:
         intro.append(savings.sentence())
@@ -239,11 +267,14 @@ def write_report(folder: str | Path, *, png: bool = True) -> Path:
     sections = [page.Section(key, heading, chart.to_dict() if chart is not None else None, tuple(notes))
                 for key, heading, chart, notes in built]
     split = split_of(a.y)
-    shown = [c for c in ["trial_id", *a.spec.metrics, *(f"{s}_{split}" for s, _ in STAGES),
-                         f"accuracy_compensated_{split}_std", "est_accuracy", "energy_pj", "energy_all_digital_pj",
-                         *a.params] if c in a.front.columns]
-    table = page.table(a.front, list(dict.fromkeys(shown)), {p: p.removeprefix("param.") for p in a.params})
-    table_notes = [f"{len(a.front)} non-dominated complete designs, sorted by {a.x}; click a header to sort. "
+    twins = test_beside(a)
+    front = a.front.with_columns((pl.col(m) - pl.col(twin)).alias(f"gap {m} − test") for m, twin in twins.items())
+    shown = [c for c in ["trial_id", *(c for m in a.spec.metrics for c in (m, twins.get(m), f"gap {m} − test")),
+                         *(f"{s}_{split}" for s, _ in STAGES), f"accuracy_compensated_{split}_std", "compensation_steps",
+                         "est_accuracy", "energy_pj", "energy_all_digital_pj", *a.params] if c in front.columns]
+    table = page.table(front, list(dict.fromkeys(shown)), {p: p.removeprefix("param.") for p in a.params})
+    table_notes = [f"{len(a.front)} non-dominated complete designs (on validation), sorted by {a.x}; click a header "
+                   f"to sort. Beside each validation objective: its test score and the gap (validation − test). "
                    f"Every parameter and metric of each is in front.json and front.csv beside this file."]
     path = folder / "report.html"
     _atomic_write(path, page.render(f"Sweep report: {a.spec.name}", intro, sections, table, table_notes))

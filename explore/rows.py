@@ -45,11 +45,15 @@ def outcome_metrics(outcome: TrialOutcome) -> dict[str, Any]:
     if (r := outcome.realised) is not None:
         row.update(realised_kernel_error=r.realisation.mean("kernel_error"),
                    realised_design_error=r.realisation.mean("design_error"),
-                   accuracy_realised_test=r.scores["test"])
+                   **{f"accuracy_realised_{split}": score for split, score in r.scores.items()})
     if (f := outcome.fabricated) is not None:
-        row.update(_spread("accuracy_fabricated_test", f.made("test")))
-        if outcome.compensation != "none":
-            row.update(_spread("accuracy_compensated_test", f.compensated(outcome.compensation, "test")))
+        method = outcome.compensation
+        for split in ("val", "test"):
+            row.update(_spread(f"accuracy_fabricated_{split}", f.made(split)))
+            if method != "none":
+                row.update(_spread(f"accuracy_compensated_{split}", f.compensated(method, split)))
+        if method != "none":
+            row["compensation_steps"] = f.steps(method)
     return row
 
 

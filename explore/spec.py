@@ -20,14 +20,14 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from explore.columns import OBJECTIVES
+from explore.columns import OBJECTIVES, TEST_SCORES, validation_twin
 from explore.parameters import HARDWARE_NAMES, PARAMETERS
 from explore.space import DOMAIN_TAGS, Choice, Domain, FloatRange, IntRange, Strict
 from onn.data import DATASETS
 from onn.energy import CONSTANTS as ENERGY_CONSTANTS
 from onn.energy import EnergyConstants
 from onn.fabrication import KernelErrors, PhysicalErrors, default_kernel_errors
-from onn.robustness import Compensation
+from onn.robustness import Compensation, CompensationConfig
 from onn.teachers import TEACHERS
 from onn.train import TrainConfig
 
@@ -55,6 +55,10 @@ class Objective(Strict):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value):
+        if value in TEST_SCORES:
+            raise ValueError(f"{value!r} is measured on the test split, which a sweep never chooses by (that would "
+                             f"make every front figure optimistic); optimise {validation_twin(value)!r}, the same "
+                             f"score on validation: the report shows the test score beside it")
         return _known(value, OBJECTIVES, "metric")
 
 
@@ -63,8 +67,25 @@ class Gate(Strict):
     min_accuracy: float = Field(0.0, ge=0.0, le=1.0)  # prune if the design-aware estimate is below
     dominated_margin: float = Field(0.02, ge=0.0, le=1.0)  # prune if a front design was estimated this much higher
     n_train: int = Field(2000, ge=10)  # estimator subsamples (at most the split's size)
-    n_test: int = Field(1000, ge=10)
+    n_val: int = Field(1500, ge=4)  # validation samples: half choose the ridge, half score the estimate
     n_frontends: int = Field(2, ge=1)
+
+
+class CompensationSettings(Strict):
+    """`onn.robustness.CompensationConfig` plus the method; ``compensation: ntkd`` is short for
+    ``compensation: {method: ntkd}``."""
+
+    method: Compensation = "ntkd"  # none (as made), task or ntkd fine-tune of the backend
+    fraction: float = Field(0.1, gt=0.0, le=1.0)  # of the training split
+    steps: int = Field(100, ge=1)  # optimiser-step budget per draw
+    lr: float = Field(1e-3, gt=0.0)
+    batch_size: int = Field(128, ge=1)
+    eval_every: int = Field(10, ge=1)  # steps between checks on validation
+    patience: int = Field(3, ge=1)  # checks without improvement before stopping
+    val_samples: int | None = Field(1000, ge=1)  # validation samples checked (None: all)
+
+    def config(self) -> CompensationConfig:
+        return CompensationConfig(**self.model_dump(exclude={"method"}))
 
 
 class Fabrication(Strict):
@@ -72,9 +93,12 @@ class Fabrication(Strict):
     draws: int = Field(3, ge=1)
     level: Literal["kernel", "physical"] = "kernel"
     errors: dict[str, Any] = Field(default_factory=dict)  # overrides of the error model's fields
-    compensation: Compensation = "ntkd"  # none (as made), task or ntkd fine-tune of the backend
-    compensation_fraction: float = Field(0.1, gt=0.0, le=1.0)
-    compensation_epochs: float = Field(1.0, gt=0.0)
+    compensation: CompensationSettings = CompensationSettings()
+
+    @field_validator("compensation", mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        return {"method": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _valid_errors(self):

@@ -39,8 +39,11 @@ def planned(spec: SweepSpec) -> str:
     lines.append(f"gate: {'on' if gate.enabled else 'off'} (estimate >= {gate.min_accuracy}, dominated margin "
                  f"{gate.dominated_margin}, estimator on {gate.n_train} samples)")
     fab = spec.fabrication
-    lines.append(f"fabrication: {'on' if fab.enabled else 'off'} ({fab.draws} draws, {fab.level} level, "
-                 f"compensation {fab.compensation} on {fab.compensation_fraction:.0%} of train)")
+    comp = fab.compensation
+    lines.append(f"fabrication: {'on' if fab.enabled else 'off'} ({fab.draws} draws, {fab.level} level, compensation "
+                 f"{comp.method}: <= {comp.steps} steps on {comp.fraction:.0%} of train, stopped on validation)")
+    lines.append("selection: objectives, gate and sampler see validation scores only; test scores are recorded "
+                 "beside them for the report")
     lines.append(f"output: {spec.folder}")
     return "\n".join(lines)
 

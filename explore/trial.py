@@ -13,13 +13,13 @@ the row. The trial stops at the first stage that rules the design out and says w
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 
 from explore.context import TrialContext
 from explore.pareto import non_dominated
@@ -139,7 +139,7 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) ->
         clock.seconds["fabricate"] = fabricated.seconds_made
         clock.seconds["compensate"] = fabricated.seconds_compensated
         clock.stage = "compensate"
-        stages.update(fabricated=fabricated, compensation=spec.fabrication.compensation)
+        stages.update(fabricated=fabricated, compensation=spec.fabrication.compensation.method)
     return clock.outcome("complete", **stages)
 
 
@@ -154,10 +154,11 @@ def estimate(design: Design, model: HybridONN, ctx: TrialContext) -> Estimated:
 
 
 def gate_estimate(design: Design, data: TaskData, spec: SweepSpec, *, device: str = "cpu") -> AccuracyEstimate:
-    """The design-aware estimate with the sweep's gate settings (subsamples capped at the splits)."""
+    """The design-aware estimate with the sweep's gate settings (subsamples capped at the splits):
+    fitted on training samples, scored on validation samples; the test split is never read."""
     gate = spec.gate
     return estimate_accuracy(design, data, n_train=min(gate.n_train, len(data.train)),
-                             n_test=min(gate.n_test, len(data.test)), n_frontends=gate.n_frontends, seed=spec.seed,
+                             n_val=min(gate.n_val, len(data.val)), n_frontends=gate.n_frontends, seed=spec.seed,
                              ceiling=False, device=device)
 
 
@@ -203,19 +204,27 @@ def realise(model: HybridONN, ctx: TrialContext) -> Realised:
     realisation = realise_design(model, steps=ctx.spec.realisation.steps,
                                  generator=torch.Generator().manual_seed(ctx.spec.seed))
     system = freeze_realised(model, realisation)
-    scores = {"test": headline(evaluate(system, ctx.data.test, ctx.data.task, device=ctx.device))}
+    scores = {split: headline(evaluate(system, data, ctx.data.task, device=ctx.device))
+              for split, data in splits(ctx.data).items()}
     return Realised(realisation, system, scores)
+
+
+def splits(data: TaskData) -> dict[str, TensorDataset]:
+    """The splits every trained system is scored on: validation (to choose by) and test (for the record)."""
+    return {"val": data.val, "test": data.test}
 
 
 def fabricate(system: HybridONN, point: DesignPoint, ctx: TrialContext,
               realised: Realised | None) -> MonteCarloResult | None:
     """Monte Carlo over fabrication draws of ``system`` (physical-level errors perturb its
-    realisation), each scored as made and after the sweep's compensation; None when off."""
+    realisation), each scored as made and after the sweep's compensation (fine-tuned on training
+    samples, stopped on validation seen through the same draw); None when off."""
     fab = ctx.spec.fabrication
     if not fab.enabled:
         return None
-    config = dataclasses.replace(point.train, epochs=fab.compensation_epochs)
+    data = ctx.data
     return monte_carlo(system, fab.error_model(point.design.colours), draws=fab.draws, seed=ctx.spec.seed,
-                       task=ctx.data.task, score_on={"test": ctx.data.test}, compensations=(fab.compensation,),
-                       train=ctx.data.train, teacher=ctx.teacher, fraction=fab.compensation_fraction, config=config,
-                       realisation=None if realised is None else realised.realisation, device=ctx.device)
+                       task=data.task, score_on=splits(data), compensations=(fab.compensation.method,),
+                       train=data.train, val=data.val, teacher=ctx.teacher, compensation=fab.compensation.config(),
+                       base=point.train, realisation=None if realised is None else realised.realisation,
+                       device=ctx.device)

@@ -26,14 +26,14 @@ from onn.models import HybridONN, build_hybrid
 from onn.ntk import empirical_ntk, mlp_ntk
 from onn.optics import InfeasibleDesign, OpticalGeometry
 from onn.optics.sensor import SensorConfig
-from onn.robustness import COMPENSATIONS, MonteCarloResult, Spread, compensate, monte_carlo
+from onn.robustness import COMPENSATIONS, CompensationConfig, MonteCarloResult, Spread, compensate, monte_carlo
 from onn.teachers import TEACHERS, build_teacher, get_teacher
-from onn.train import NonFiniteLoss, TrainConfig, TrainResult, evaluate, fit, headline
+from onn.train import EarlyStopping, NonFiniteLoss, TrainConfig, TrainResult, evaluate, fit, headline
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccuracyEstimate", "COMPENSATIONS", "DATASETS", "Design", "EnergyBreakdown", "EnergyConstants", "HybridONN",
+    "AccuracyEstimate", "COMPENSATIONS", "CompensationConfig", "DATASETS", "Design", "EarlyStopping", "EnergyBreakdown", "EnergyConstants", "HybridONN",
     "InfeasibleDesign", "KernelErrors", "MonteCarloResult", "NonFiniteLoss", "OpticalConv", "OpticalGeometry",
     "PRESETS", "PhysicalErrors", "Realisation", "SensorConfig", "Spread", "TEACHERS", "TaskData", "TrainConfig",
     "TrainResult", "build_hybrid", "build_teacher", "compensate", "default_kernel_errors", "digital_conv_energy",

@@ -1,7 +1,8 @@
 """Pre-training accuracy estimator (SPEC §3): what accuracy can a design reach, before training it?
 
-Two numbers, both kernel ridge regression (`onn.krr`) on a seeded subsample of the task, with the
-ridge λ chosen on a subsample of the validation split:
+Two numbers, both kernel ridge regression (`onn.krr`) fitted on a seeded subsample of the training
+split, with the ridge λ chosen on one subsample of the validation split and the accuracy measured
+on another, disjoint one. The test split never enters an estimate (a sweep chooses designs by it).
 
 - ``ceiling`` (the paper's): the NTK of the same architecture at infinite width (conv k x k ->
   ReLU -> pool -> ``len(hidden)`` hidden ReLU layers -> linear; `onn.ntk_analytic.hybrid_ntk`).
@@ -59,8 +60,7 @@ from onn.ntk_analytic import HybridArchitecture, hybrid_ntk
 
 # The ceiling's learning curve that chose 1000 train samples is in benchmarks/README.md.
 DEFAULT_N_TRAIN = 1000
-DEFAULT_N_VAL = 500
-DEFAULT_N_TEST = 1000
+DEFAULT_N_VAL = 1500  # validation samples: half choose λ, the other half score the estimate
 DEFAULT_N_FRONTENDS = 2
 BACKENDS_PER_FRONTEND = 2  # backend initialisations whose empirical NTK is fitted per random frontend
 FEATURE_BATCH_FLOATS = 2**24  # sensor readings held at once while imaging (64 MB float32)
@@ -72,7 +72,8 @@ CEILING_CACHE_SIZE = 16
 
 @dataclass(frozen=True)
 class AccuracyEstimate:
-    """Estimated test accuracies in [0, 1] (NaN when not computed) and what they cost.
+    """Estimated accuracies in [0, 1] on held-out validation samples (NaN when not computed) and
+    what they cost.
 
     ``lam_*`` are the chosen ridges relative to the mean diagonal of the train Gram (for
     ``design``: the median over frontends); ``design_std`` is the spread over frontends.
@@ -81,7 +82,8 @@ class AccuracyEstimate:
     ceiling: float
     design: float
     n_train: int
-    n_test: int
+    n_select: int  # validation samples λ was chosen on
+    n_score: int  # other validation samples the accuracy is measured on
     lam_ceiling: float
     lam_design: float
     seconds_ceiling: float
@@ -92,34 +94,37 @@ class AccuracyEstimate:
 
 @dataclass(frozen=True)
 class Subsample:
-    """Seeded subsample of a task: images (N, C, S, S) float32 and int64 labels per split."""
+    """Seeded subsample of a task: images (N, C, S, S) float32 and labels, for fitting (train),
+    choosing λ (select) and scoring (score); select and score are disjoint parts of validation."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    x_select: torch.Tensor
+    y_select: torch.Tensor
+    x_score: torch.Tensor
+    y_score: torch.Tensor
 
 
-def subsample(data: TaskData, *, n_train: int, n_val: int, n_test: int, seed: int) -> Subsample:
-    """Draw ``n_*`` samples of each split without replacement from ``torch.Generator(seed)``.
+def subsample(data: TaskData, *, n_train: int, n_val: int, seed: int) -> Subsample:
+    """``n_train`` training samples and ``n_val`` validation samples (the first half choose λ, the
+    rest score), drawn without replacement from ``torch.Generator(seed)``.
 
-    The train indices are a prefix of one permutation, so a larger ``n_train`` only adds samples,
-    and the val/test draws do not depend on ``n_train``. Raises ValueError naming the parameter.
+    The train indices are a prefix of one permutation, so a larger ``n_train`` only adds samples;
+    the validation draw does not depend on ``n_train``. Raises ValueError naming the parameter.
     """
     generator = torch.Generator().manual_seed(seed)
-    out = []
-    for param, n, split in (("n_train", n_train, data.train), ("n_val", n_val, data.val),
-                            ("n_test", n_test, data.test)):
+    parts = []
+    for param, n, split, least in (("n_train", n_train, data.train, 1), ("n_val", n_val, data.val, 2)):
         _check_positive(param, n)
-        if n > len(split):
-            raise ValueError(f"{param}={n} is larger than the {param[2:]} split of {data.name!r} ({len(split)} "
-                             f"samples); use {param} <= {len(split)}")
+        if n < least or n > len(split):
+            raise ValueError(f"{param}={n} must be between {least} and the size of the {param[2:]} split of "
+                             f"{data.name!r} ({len(split)} samples)")
         index = torch.randperm(len(split), generator=generator)[:n]
         images, labels = split.tensors
-        out += [images[index].float(), labels[index]]
-    return Subsample(*out)
+        parts.append((images[index].float(), labels[index]))
+    (x_train, y_train), (x_val, y_val) = parts
+    half = n_val // 2
+    return Subsample(x_train, y_train, x_val[:half], y_val[:half], x_val[half:], y_val[half:])
 
 
 def _check_positive(param: str, n) -> None:
@@ -130,28 +135,28 @@ def _check_positive(param: str, n) -> None:
 # --- the paper's ceiling: infinite-width NTK of the same architecture ----------------------------
 
 def ceiling_grams(design: Design, sample: Subsample, *, device: str = "cpu") -> tuple[torch.Tensor, ...]:
-    """(Θ_train (n, n), Θ_val (v, n), Θ_test (t, n)) float64 of the infinite-width hybrid."""
+    """(Θ_train (n, n), Θ_select (v, n), Θ_score (t, n)) float64 of the infinite-width hybrid."""
     def seen(images):  # what the camera records (`OpticalConv` does the same)
         return match_colours(images, design.colours, design.image_channels).to(device)
 
     architecture = HybridArchitecture(design.kernel_size, design.pool, len(design.hidden))
     train = seen(sample.x_train)
-    return (hybrid_ntk(architecture, train), hybrid_ntk(architecture, seen(sample.x_val), train),
-            hybrid_ntk(architecture, seen(sample.x_test), train))
+    return (hybrid_ntk(architecture, train), hybrid_ntk(architecture, seen(sample.x_select), train),
+            hybrid_ntk(architecture, seen(sample.x_score), train))
 
 
-def ceiling_learning_curve(design: Design, data: TaskData, n_trains: list[int], *, n_val: int, n_test: int,
+def ceiling_learning_curve(design: Design, data: TaskData, n_trains: list[int], *, n_val: int,
                            seed: int = 0, device: str = "cpu") -> tuple[list[RidgeResult], float]:
     """Ceiling accuracy at every ``n_trains`` (nested prefixes of one subsample, exactly what
     `estimate_accuracy` would use for each), from one set of Grams at the largest. Returns the
     results and the seconds that the largest took (Grams + solve)."""
     start = time.perf_counter()
-    sample = subsample(data, n_train=max(n_trains), n_val=n_val, n_test=n_test, seed=seed)
-    k_train, k_val, k_test = ceiling_grams(design, sample, device=device)
+    sample = subsample(data, n_train=max(n_trains), n_val=n_val, seed=seed)
+    k_train, k_select, k_score = ceiling_grams(design, sample, device=device)
     results = {}
     for n in sorted(n_trains, reverse=True):
-        results[n] = ridge_classify(k_train[:n, :n], sample.y_train[:n], k_val[:, :n], sample.y_val,
-                                    k_test[:, :n], sample.y_test, data.n_classes)
+        results[n] = ridge_classify(k_train[:n, :n], sample.y_train[:n], k_select[:, :n], sample.y_select,
+                                    k_score[:, :n], sample.y_score, data.n_classes)
         if n == max(n_trains):
             seconds = time.perf_counter() - start
     return [results[n] for n in n_trains], seconds
@@ -174,7 +179,7 @@ def ceiling_accuracy(design: Design, data: TaskData, sample: Subsample, *, seed:
                      device: str = "cpu") -> tuple[RidgeResult, bool]:
     """The infinite-width ceiling on ``sample`` (drawn with ``seed``), from the LRU cache when
     (dataset, architecture, subsample) was seen before; returns (result, whether cached)."""
-    sizes = (len(sample.y_train), len(sample.y_val), len(sample.y_test), seed)
+    sizes = (len(sample.y_train), len(sample.y_select), len(sample.y_score), seed)
     key = _ceiling_key(design, data, sizes)
     if key in _CEILING_CACHE:
         _CEILING_CACHE.move_to_end(key)
@@ -187,8 +192,8 @@ def ceiling_accuracy(design: Design, data: TaskData, sample: Subsample, *, seed:
 
 
 def _interleave(grams: tuple[torch.Tensor, ...], sample: Subsample) -> tuple[torch.Tensor, ...]:
-    k_train, k_val, k_test = grams
-    return k_train, sample.y_train, k_val, sample.y_val, k_test, sample.y_test
+    k_train, k_select, k_score = grams
+    return k_train, sample.y_train, k_select, sample.y_select, k_score, sample.y_score
 
 
 # --- the design-aware estimate: random optical frontends of this design ------------------------
@@ -240,13 +245,13 @@ def design_accuracy(design: Design, sample: Subsample, n_classes: int, *, n_fron
     for frontend in range(n_frontends):
         layer = random_frontend(design, _stream(seed, frontend, 0))
         noise = torch.Generator(device=device).manual_seed(_stream(seed, frontend, 1).initial_seed())
-        train, val, test = (optical_features(layer, x, design.pool, generator=noise, device=device).double()
-                            for x in (sample.x_train, sample.x_val, sample.x_test))
+        train, select, score = (optical_features(layer, x, design.pool, generator=noise, device=device).double()
+                                for x in (sample.x_train, sample.x_select, sample.x_score))
         for init in range(BACKENDS_PER_FRONTEND):
             backend = mlp_backend(train.shape[1], design.hidden, n_classes, pool=1,
                                   generator=_stream(seed, frontend, 2, init))
             linears = [m for m in backend.to(device, torch.float64) if isinstance(m, torch.nn.Linear)]
-            grams = (mlp_ntk(linears, train), mlp_ntk(linears, val, train), mlp_ntk(linears, test, train))
+            grams = (mlp_ntk(linears, train), mlp_ntk(linears, select, train), mlp_ntk(linears, score, train))
             results.append(ridge_classify(*_interleave(grams, sample), n_classes))
     return results
 
@@ -336,31 +341,30 @@ def segment_design_accuracy(design: Design, sample: Subsample, *, n_frontends: i
                 union += (predicted | truth).sum(0)
             return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
-        val = iou_per_ridge(sample.x_val, sample.y_val)
-        best = max(range(len(ridges)), key=lambda i: (float(val[i]), i))  # ties: the largest λ
-        test = iou_per_ridge(sample.x_test, sample.y_test)
-        results.append(RidgeResult(float(test[best]), float(val[best]), ridges[best]))
+        select = iou_per_ridge(sample.x_select, sample.y_select)
+        best = max(range(len(ridges)), key=lambda i: (float(select[i]), i))  # ties: the largest λ
+        score = iou_per_ridge(sample.x_score, sample.y_score)
+        results.append(RidgeResult(float(score[best]), float(select[best]), ridges[best]))
     return results
 
 
-def estimate_accuracy(design: Design, data: TaskData, *, n_train: int | None = None,
-                      n_test: int | None = None, n_val: int | None = None, seed: int = 0,
-                      n_frontends: int = DEFAULT_N_FRONTENDS, ceiling: bool = True,
+def estimate_accuracy(design: Design, data: TaskData, *, n_train: int | None = None, n_val: int | None = None,
+                      seed: int = 0, n_frontends: int = DEFAULT_N_FRONTENDS, ceiling: bool = True,
                       device: str = "cpu") -> AccuracyEstimate:
-    """Estimate the accuracy ``design`` can reach on ``data`` before training it.
+    """Estimate the accuracy ``design`` can reach on ``data`` before training it, on held-out
+    validation samples; the test split is never read.
 
     Args:
-        n_train, n_test: subsample sizes (default: `DEFAULT_N_TRAIN`, `DEFAULT_N_TEST`, or the whole
-            split if smaller; an explicit size larger than its split is an error). The ceiling's
-            accuracy grows with ``n_train`` (MNIST: 95.9 / 97.3 / 98.3 % at 500 / 1000 / 2000); its
-            cost grows as n_train (n_train / 2 + n_val + n_test) image pairs, each P p⁴ arc-cosines
-            (`onn.ntk_analytic`).
-        n_val: validation subsample for λ (default: ``min(DEFAULT_N_VAL, n_test, len(data.val))``).
+        n_train: training subsample (default `DEFAULT_N_TRAIN`, or the whole split if smaller;
+            `SEG_DEFAULT_N_TRAIN` tiles for segmentation). The ceiling grows with it (MNIST: 95.9 /
+            97.3 / 98.3 % at 500 / 1000 / 2000) and costs n_train (n_train / 2 + n_val) image pairs,
+            each P p⁴ arc-cosines (`onn.ntk_analytic`).
+        n_val: validation subsample (default `DEFAULT_N_VAL`, or the whole split if smaller): the
+            first half chooses λ, the second half scores the estimate.
         n_frontends: random optical frontends averaged by the design estimate.
         ceiling: also compute the infinite-width ceiling (cached; NaN fields when False; not
             implemented for segmentation).
-    For segmentation the accuracies are foreground IoU and ``n_train`` defaults to
-    `SEG_DEFAULT_N_TRAIN` tiles.
+    For segmentation the accuracies are foreground IoU.
     Raises:
         InfeasibleDesign: the design cannot be built (layout, wavelengths, geometry).
         ValueError: a subsample larger than its split or not positive; ``n_frontends < 1``.
@@ -376,28 +380,27 @@ def estimate_accuracy(design: Design, data: TaskData, *, n_train: int | None = N
                                   "ceiling=False for the design-aware estimate (foreground IoU)")
     default_train = SEG_DEFAULT_N_TRAIN if segment else DEFAULT_N_TRAIN
     n_train = min(default_train, len(data.train)) if n_train is None else n_train
-    n_test = min(DEFAULT_N_TEST, len(data.test)) if n_test is None else n_test
-    for param, n in (("n_train", n_train), ("n_test", n_test), ("n_frontends", n_frontends)):
+    n_val = min(DEFAULT_N_VAL, len(data.val)) if n_val is None else n_val
+    for param, n in (("n_train", n_train), ("n_val", n_val), ("n_frontends", n_frontends)):
         _check_positive(param, n)
     design.check(image_size=data.image_size)
-    n_val = min(DEFAULT_N_VAL, n_test, len(data.val)) if n_val is None else n_val
-    sample = subsample(data, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+    sample = subsample(data, n_train=n_train, n_val=n_val, seed=seed)
 
     nan = math.nan
     top, lam_top, seconds_top, cached = nan, nan, nan, False
     if ceiling:
         start = time.perf_counter()
         result, cached = ceiling_accuracy(design, data, sample, seed=seed, device=device)
-        top, lam_top, seconds_top = result.test_accuracy, result.ridge, time.perf_counter() - start
+        top, lam_top, seconds_top = result.score_accuracy, result.ridge, time.perf_counter() - start
 
     start = time.perf_counter()
     if segment:
         results = segment_design_accuracy(design, sample, n_frontends=n_frontends, seed=seed, device=device)
     else:
         results = design_accuracy(design, sample, data.n_classes, n_frontends=n_frontends, seed=seed, device=device)
-    accuracies = [r.test_accuracy for r in results]
+    accuracies = [r.score_accuracy for r in results]
     return AccuracyEstimate(
-        ceiling=top, design=float(np.mean(accuracies)), n_train=n_train, n_test=n_test, lam_ceiling=lam_top,
-        lam_design=float(np.median([r.ridge for r in results])), seconds_ceiling=seconds_top,
-        seconds_design=time.perf_counter() - start,
+        ceiling=top, design=float(np.mean(accuracies)), n_train=n_train, n_select=len(sample.y_select),
+        n_score=len(sample.y_score), lam_ceiling=lam_top, lam_design=float(np.median([r.ridge for r in results])),
+        seconds_ceiling=seconds_top, seconds_design=time.perf_counter() - start,
         design_std=float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else nan, ceiling_cached=cached)

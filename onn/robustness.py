@@ -27,7 +27,7 @@ from torch.utils.data import TensorDataset
 
 from onn.fabrication import KernelErrors, PhysicalErrors, Realisation, fabricate, fabricate_physical
 from onn.models import HybridONN
-from onn.train import TrainConfig, evaluate, fit, headline
+from onn.train import EarlyStopping, TrainConfig, evaluate, fit, headline
 
 Compensation = Literal["none", "task", "ntkd"]
 COMPENSATIONS: tuple[str, ...] = ("none", "task", "ntkd")
@@ -65,35 +65,69 @@ def make_draw(model: HybridONN, errors: KernelErrors | PhysicalErrors, generator
 # --- compensation ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class CompensationConfig:
+    """How a fabricated system's backend is fine-tuned (SPEC §4): on a fixed ``fraction`` of the
+    training split, for at most ``steps`` optimiser steps (AdamW, one-cycle to ``lr``), checked
+    every ``eval_every`` steps on ``val_samples`` validation samples seen through the same
+    fabricated optics, stopped after ``patience`` checks without improvement, and the best check's
+    backend kept (it may be the uncompensated one: step 0). A budget in steps, not epochs: three
+    epochs over 600 images at batch 128 would be 15 steps."""
+
+    fraction: float = 0.10
+    steps: int = 100
+    lr: float = 1e-3
+    batch_size: int = 128
+    eval_every: int = 10
+    patience: int = 3
+    val_samples: int | None = 1000  # None: the whole validation split
+
+    def __post_init__(self):
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0; got {self.steps}, {self.batch_size}, {self.lr}")
+        if self.eval_every < 1 or self.patience < 1 or (self.val_samples is not None and self.val_samples < 1):
+            raise ValueError(f"need eval_every, patience, val_samples >= 1; got {self.eval_every}, {self.patience}, "
+                             f"{self.val_samples}")
+
+
+@dataclass(frozen=True)
 class CompensationResult:
     method: str  # "task" or "ntkd"
-    fraction: float  # of the training split used
-    n_samples: int
-    steps: int
+    n_samples: int  # training samples fine-tuned on
+    steps: int  # optimiser steps run
+    best_step: int  # the step whose backend was kept (0: the uncompensated one)
+    curve: tuple[tuple[int, float], ...]  # (step, validation headline metric) at every check
     seconds: float
     loss_terms: tuple[tuple[str, float], ...] = ()  # mean of each loss term over the last epoch
 
 
-def compensation_subset(n_train: int, fraction: float, seed: int) -> torch.Tensor:
-    """Sorted indices (m,) of a fixed random ``fraction`` of a training split of ``n_train`` samples."""
+def compensation_subset(n: int, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices (m,) of a fixed random ``fraction`` of a split of ``n`` samples."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    m = max(1, round(fraction * n_train))
-    return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:m].sort().values
+    m = max(1, round(fraction * n))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:m].sort().values
+
+
+def _subset(data: TensorDataset, index: torch.Tensor) -> TensorDataset:
+    return TensorDataset(*(t[index] for t in data.tensors))
 
 
 def compensate(model: HybridONN, train: TensorDataset, task: str, *, method: str = "ntkd",
-               teacher: nn.Module | None = None, fraction: float = 0.10, config: TrainConfig = TrainConfig(),
-               seed: int = 0, device: torch.device | str = "cpu",
-               log: Callable[[str], None] | None = None) -> CompensationResult:
+               teacher: nn.Module | None = None, config: CompensationConfig = CompensationConfig(),
+               val: TensorDataset | None = None, base: TrainConfig = TrainConfig(), seed: int = 0,
+               device: torch.device | str = "cpu", log: Callable[[str], None] | None = None) -> CompensationResult:
     """Fine-tune the digital backend of a fabricated ``model`` IN PLACE (copy it first to keep
     the uncompensated one); the optics stay bit-identical.
 
     Args:
-        train: the TRAINING split; a fixed random ``fraction`` of it (`compensation_subset`) is
-            seen, through the perturbed optics. Never pass the test split here.
-        method: ``"task"`` (task loss) or ``"ntkd"`` (needs ``teacher``); it replaces
-            ``config.method``. ``config.epochs`` count passes over the subset.
+        train: the TRAINING split; a fixed random ``config.fraction`` of it is seen, through the
+            perturbed optics.
+        val: the VALIDATION split, for early stopping (``config.val_samples`` of it, fixed by
+            ``seed``); None: every step of the budget runs. Never pass the test split as either.
+        method: ``"task"`` (task loss) or ``"ntkd"`` (needs ``teacher``).
+        base: the training settings the rest comes from (NTK mode, probes, α, β, ...).
     Raises:
         ValueError: the optics are not frozen, or ``method`` is not a fine-tuning compensation.
     """
@@ -103,14 +137,20 @@ def compensate(model: HybridONN, train: TensorDataset, task: str, *, method: str
         raise ValueError("compensation fine-tunes the backend of a fabricated model; freeze the optics first "
                          "(onn.fabrication.fabricate or OpticalConv.freeze_to)")
     start = time.perf_counter()
-    index = compensation_subset(len(train), fraction, seed)
-    images, targets = train.tensors
-    subset = TensorDataset(images[index], targets[index])  # (m, C, H, W), (m, ...)
+    subset = _subset(train, compensation_subset(len(train), config.fraction, seed))  # (m, C, H, W), (m, ...)
+    stopping = None
+    if val is not None:
+        n_val = len(val) if config.val_samples is None else min(config.val_samples, len(val))
+        stopping = EarlyStopping(_subset(val, compensation_subset(len(val), n_val / len(val), seed)),
+                                 every=config.eval_every, patience=config.patience)
     training = FINE_TUNE_METHOD[method]
-    result = fit(model, subset, task=task, config=dataclasses.replace(config, method=training, seed=seed),
-                 teacher=teacher if training != "task" else None, parameters=model.backend_parameters(),
-                 device=device, log=log, label=f"compensate {method}")
-    return CompensationResult(method, fraction, len(index), result.steps, time.perf_counter() - start,
+    settings = dataclasses.replace(base, method=training, seed=seed, lr=config.lr, batch_size=config.batch_size,
+                                   epochs=config.steps * config.batch_size / len(subset) + 1, max_steps=config.steps)
+    result = fit(model, subset, task=task, config=settings, teacher=teacher if training != "task" else None,
+                 parameters=model.backend_parameters(), device=device, log=log, label=f"compensate {method}",
+                 early_stopping=stopping)
+    best = result.steps if result.best_step is None else result.best_step
+    return CompensationResult(method, len(subset), result.steps, best, result.curve, time.perf_counter() - start,
                               result.loss_terms)
 
 
@@ -158,8 +198,8 @@ class MonteCarloResult:
         return Spread.of([_pick(d.compensated[method][split], metric) for d in self.draws])
 
     def steps(self, method: str) -> float:
-        """Mean optimiser steps of a compensation over draws."""
-        return statistics.fmean(d.fine_tuned[method].steps for d in self.draws)
+        """Mean over draws of the optimiser steps whose backend a compensation kept."""
+        return statistics.fmean(d.fine_tuned[method].best_step for d in self.draws)
 
 
 def _pick(metrics: Mapping[str, float], metric: str | None) -> float:
@@ -168,9 +208,10 @@ def _pick(metrics: Mapping[str, float], metric: str | None) -> float:
 
 def monte_carlo(model: HybridONN, errors: KernelErrors | PhysicalErrors, *, draws: int, seed: int, task: str,
                 score_on: Mapping[str, TensorDataset], compensations: Sequence[str] = (),
-                train: TensorDataset | None = None, teacher: nn.Module | None = None, fraction: float = 0.10,
-                config: TrainConfig = TrainConfig(), realisation: Realisation | None = None, chunk: int = 4,
-                device: torch.device | str = "cpu", log: Callable[[str], None] | None = None) -> MonteCarloResult:
+                train: TensorDataset | None = None, val: TensorDataset | None = None, teacher: nn.Module | None = None,
+                compensation: CompensationConfig = CompensationConfig(), base: TrainConfig = TrainConfig(),
+                realisation: Realisation | None = None, chunk: int = 4, device: torch.device | str = "cpu",
+                log: Callable[[str], None] | None = None) -> MonteCarloResult:
     """``draws`` fabrication draws of ``model``, each built once and scored as made on every split of
     ``score_on``, then fine-tuned by every method of ``compensations`` (each on its own copy of the
     made draw, seed ``seed + draw``) and scored again. Every evaluation uses `onn.train.evaluate`'s
@@ -178,7 +219,8 @@ def monte_carlo(model: HybridONN, errors: KernelErrors | PhysicalErrors, *, draw
 
     Args:
         compensations: fine-tuning methods (``"task"``, ``"ntkd"``); ``"none"`` entries are ignored.
-        train, teacher, fraction, config: what `compensate` needs (``train``: the TRAINING split).
+        train, val, teacher, compensation, base: what `compensate` needs (``train``: the TRAINING
+            split; ``val``: the VALIDATION split it stops on).
         realisation: the model's inverse design, for physical errors.
     """
     if draws < 1:
@@ -197,8 +239,8 @@ def monte_carlo(model: HybridONN, errors: KernelErrors | PhysicalErrors, *, draw
         scores, runs = {}, {}
         for k, method in enumerate(methods):
             tuned = made if k == len(methods) - 1 else copy.deepcopy(made)  # the last one may use the draw itself
-            runs[method] = compensate(tuned, train, task, method=method, teacher=teacher, fraction=fraction,
-                                      config=config, seed=seed + i, device=device, log=log)
+            runs[method] = compensate(tuned, train, task, method=method, teacher=teacher, config=compensation, val=val,
+                                      base=base, seed=seed + i, device=device, log=log)
             scores[method] = {split: evaluate(tuned, data, task, device=device) for split, data in score_on.items()}
         compensated_s += time.perf_counter() - start
         out.append(Draw(i, made_scores, scores, runs))

@@ -68,12 +68,28 @@ class TrainResult:
     test_metric: float
     final_loss: float
     loss_terms: tuple[tuple[str, float], ...]  # mean of each term over the last epoch
-    steps: int
+    steps: int  # optimiser steps run
     seconds: float
     n_params: int
     n_trainable: int
     macs: int
     metrics: tuple[tuple[str, float], ...] = field(default=())  # every evaluation metric, "split/name"
+    best_step: int | None = None  # early stopping: the step whose parameters were kept (0: none improved)
+    curve: tuple[tuple[int, float], ...] = ()  # early stopping: (step, headline metric) at every check
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Check the headline metric on ``data`` every ``every`` steps (and before the first); keep the
+    parameters of the best check; stop after ``patience`` checks without improvement."""
+
+    data: TensorDataset
+    every: int = 10
+    patience: int = 3
+
+    def __post_init__(self):
+        if self.every < 1 or self.patience < 1:
+            raise ValueError(f"early stopping needs every >= 1 and patience >= 1, got {self.every}, {self.patience}")
 
 
 def evaluate(model: nn.Module, dataset: TensorDataset, task: str, *, batch_size: int = 500,
@@ -115,13 +131,16 @@ def stderr_log(message: str) -> None:
 def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfig,
         evaluate_on: dict[str, TensorDataset] | None = None, teacher: nn.Module | None = None,
         parameters: list[nn.Parameter] | None = None, device: torch.device | str = "cpu",
-        log: Callable[[str], None] | None = stderr_log, label: str = "train") -> TrainResult:
+        log: Callable[[str], None] | None = stderr_log, label: str = "train",
+        early_stopping: EarlyStopping | None = None) -> TrainResult:
     """Train ``model`` on ``train`` and evaluate it on the splits in ``evaluate_on``
     (``"val"``/``"test"`` give the result's headline metrics).
 
     Args:
         parameters: what to train (default: every parameter that requires grad). Compensation
             passes the backend's parameters only; the rest stays bit-identical.
+        early_stopping: stop on a held-out set (never the test split) and keep the best
+            parameters; without it every step of the budget runs and the last parameters are kept.
         teacher: required for ``kd`` and ``ntkd``; frozen, sees the raw images.
         log: progress lines (loss terms, throughput, ETA) at most every ``config.log_every_s``.
     Raises:
@@ -151,8 +170,10 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
     probe_generator = torch.Generator().manual_seed(config.seed + 2)
     progress = _Progress(log, label, config, total, steps_per_epoch, start)
     last_epoch = _TermMeans()
+    stopper = None if early_stopping is None else _Stopper(early_stopping, model, trainable, task, config, device)
     model.train()
     loss_value = float("nan")
+    step = 0
     for step, index in enumerate(_batch_indices(len(images), config.batch_size, total, config.seed), start=1):
         x, y = images[index].to(device), targets[index].to(device)
         terms = _loss_terms(model, teacher, x, y, task, config, noise_generator, probe_generator, ntk_names)
@@ -166,6 +187,10 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
         if step > total - steps_per_epoch:  # average the terms over the last epoch
             last_epoch.add(terms)
         progress.step(step, loss_value, terms)
+        if stopper is not None and stopper.check(step, last=step == total):
+            break
+    if stopper is not None:
+        stopper.restore()
 
     metrics = {f"{split}/{name}": value for split, dataset in (evaluate_on or {}).items()
                for name, value in evaluate(model, dataset, task, batch_size=config.eval_batch_size,
@@ -175,8 +200,9 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
     model.train()
     return TrainResult(
         method=config.method, val_metric=pick("val"), test_metric=pick("test"), final_loss=loss_value,
-        loss_terms=last_epoch.means(), steps=total, seconds=time.perf_counter() - start, n_params=ops.params,
-        n_trainable=sum(p.numel() for p in trainable), macs=ops.macs, metrics=tuple(sorted(metrics.items())))
+        loss_terms=last_epoch.means(), steps=step, seconds=time.perf_counter() - start, n_params=ops.params,
+        n_trainable=sum(p.numel() for p in trainable), macs=ops.macs, metrics=tuple(sorted(metrics.items())),
+        best_step=None if stopper is None else stopper.best_step, curve=() if stopper is None else tuple(stopper.curve))
 
 
 def _batch_indices(n: int, batch_size: int, total: int, seed: int):
@@ -198,6 +224,36 @@ def _check_finite(terms: dict, label: str, step: int, total: int, lr: float) -> 
         if not torch.isfinite(value):
             raise NonFiniteLoss(f"{label}: loss term {name!r} is {float(value)} at step {step}/{total} "
                                 f"(lr {lr:.2e}); lower the learning rate or check the inputs")
+
+
+class _Stopper:
+    """Early stopping: checks, the best parameters so far, and the patience left."""
+
+    def __init__(self, rule: EarlyStopping, model, trainable, task, config, device):
+        self.rule, self.model, self.trainable, self.task, self.device = rule, model, trainable, task, device
+        self.batch_size = config.eval_batch_size
+        self.curve: list[tuple[int, float]] = []
+        self.best, self.best_step, self.best_state, self.waited = -math.inf, 0, None, 0
+        self.check(0, last=False)
+
+    def check(self, step: int, *, last: bool) -> bool:
+        """Score at ``step`` if due; True to stop now."""
+        if step % self.rule.every and not last:
+            return False
+        score = headline(evaluate(self.model, self.rule.data, self.task, batch_size=self.batch_size,
+                                  device=self.device))
+        self.curve.append((step, score))
+        if score > self.best:
+            self.best, self.best_step, self.waited = score, step, 0
+            self.best_state = [p.detach().clone() for p in self.trainable]
+            return False
+        self.waited += 1
+        return self.waited >= self.rule.patience
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, best in zip(self.trainable, self.best_state):
+                p.copy_(best)
 
 
 class _TermMeans:

@@ -89,13 +89,13 @@ def test_ridge_recovers_a_linearly_separable_task():
     x = centres[y] + torch.randn(90, 2, generator=g)
     gram = x.double() @ x.double().T + 1
     result = ridge_classify(gram[:60, :60], y[:60], gram[60:75, :60], y[60:75], gram[75:, :60], y[75:], 3)
-    assert result.test_accuracy == 1.0 and result.val_accuracy == 1.0
+    assert result.score_accuracy == 1.0 and result.select_accuracy == 1.0
 
 
 def test_design_estimate_grows_with_kernel_count(digits):
     # pool 8 leaves 4 positions per kernel, so the kernel count is what limits the features (at
     # pool 4, 32 kernels already reach the ceiling on this easy task)
-    few, many = (estimate_accuracy(ROOMY.with_(n_kernels=n, pool=8), digits, n_train=600, n_test=297,
+    few, many = (estimate_accuracy(ROOMY.with_(n_kernels=n, pool=8), digits, n_train=600, n_val=300,
                                    n_frontends=4, ceiling=False).design for n in (2, 32))
     assert many > few + 0.1
 
@@ -103,32 +103,32 @@ def test_design_estimate_grows_with_kernel_count(digits):
 def test_design_estimate_grows_with_backend_width(digits):
     # a one-unit bottleneck starves the backend's empirical NTK (seeds 0/1: 0.21/0.60); at width 128
     # it is close to the infinite-width kernel (0.86/0.88)
-    narrow, wide = (estimate_accuracy(TINY.with_(hidden=(w,)), digits, n_train=600, n_test=297, n_frontends=2,
+    narrow, wide = (estimate_accuracy(TINY.with_(hidden=(w,)), digits, n_train=600, n_val=300, n_frontends=2,
                                       ceiling=False).design for w in (1, 128))
     assert wide > narrow + 0.2
 
 
 def test_design_estimate_drops_with_sensor_noise(digits):
     quiet, loud = (estimate_accuracy(TINY.with_(sensor=SensorConfig(read_noise_fs=r)), digits, n_train=600,
-                                     n_test=297, n_frontends=2, ceiling=False).design for r in (0.005, 0.3))
+                                     n_val=300, n_frontends=2, ceiling=False).design for r in (0.005, 0.3))
     assert loud < quiet - 0.1
 
 
 def test_both_estimates_beat_chance_and_the_ceiling_is_cached(digits):
     clear_ceiling_cache()
-    first = estimate_accuracy(TINY, digits, n_train=200, n_test=100, n_frontends=1)
+    first = estimate_accuracy(TINY, digits, n_train=200, n_val=200, n_frontends=1)
     assert first.ceiling > 0.6 and first.design > 0.6  # chance: 0.1
     assert not first.ceiling_cached and first.seconds_ceiling > 0 and first.lam_ceiling > 0
     # a physically different design with the same architecture shares the ceiling
-    second = estimate_accuracy(TINY.with_(n_kernels=8, mask_res=160), digits, n_train=200, n_test=100, n_frontends=1)
+    second = estimate_accuracy(TINY.with_(n_kernels=8, mask_res=160), digits, n_train=200, n_val=200, n_frontends=1)
     assert second.ceiling_cached and second.ceiling == first.ceiling
-    third = estimate_accuracy(TINY.with_(hidden=(16, 16)), digits, n_train=200, n_test=100, n_frontends=1)
+    third = estimate_accuracy(TINY.with_(hidden=(16, 16)), digits, n_train=200, n_val=200, n_frontends=1)
     assert not third.ceiling_cached
 
 
 def test_same_seed_same_estimate(digits):
     def run(seed):
-        e = estimate_accuracy(TINY, digits, n_train=200, n_test=100, seed=seed, ceiling=False)
+        e = estimate_accuracy(TINY, digits, n_train=200, n_val=200, seed=seed, ceiling=False)
         return e.design, e.lam_design, e.design_std
 
     assert run(3) == run(3)
@@ -136,23 +136,30 @@ def test_same_seed_same_estimate(digits):
 
 
 def test_subsample_is_nested_in_n_train(digits):
-    small, large = (subsample(digits, n_train=n, n_val=50, n_test=50, seed=1) for n in (100, 300))
-    assert torch.equal(small.x_train, large.x_train[:100]) and torch.equal(small.x_test, large.x_test)
+    small, large = (subsample(digits, n_train=n, n_val=100, seed=1) for n in (100, 300))
+    assert torch.equal(small.x_train, large.x_train[:100]) and torch.equal(small.x_score, large.x_score)
+    # choosing and scoring use disjoint halves of the validation split; the test split is never drawn
+    val = {tuple(x.flatten().tolist()) for x in digits.val.tensors[0]}
+    select, score = ({tuple(x.flatten().tolist()) for x in part} for part in (large.x_select, large.x_score))
+    assert len(select) == len(score) == 50 and not select & score and select | score <= val
 
 
 def test_bad_inputs_raise_clear_errors(digits):
-    with pytest.raises(ValueError, match=r"n_train=5000 is larger than the train split of 'digits' \(1200"):
+    with pytest.raises(ValueError, match=r"n_train=5000 must be between 1 and the size of the train split of 'digits' \(1200"):
         estimate_accuracy(TINY, digits, n_train=5000)
-    with pytest.raises(ValueError, match="n_test must be a positive int"):
-        estimate_accuracy(TINY, digits, n_train=100, n_test=0)
+    with pytest.raises(ValueError, match="n_val must be a positive int"):
+        estimate_accuracy(TINY, digits, n_train=100, n_val=0)
+    with pytest.raises(ValueError, match="n_val=301 must be between 2 and the size of the val split"):
+        estimate_accuracy(TINY, digits, n_train=100, n_val=301)
     with pytest.raises(ValueError, match="n_frontends"):
-        estimate_accuracy(TINY, digits, n_train=100, n_test=50, n_frontends=0)
+        estimate_accuracy(TINY, digits, n_train=100, n_val=50, n_frontends=0)
     with pytest.raises(InfeasibleDesign, match="wavelengths"):
-        estimate_accuracy(TINY.with_(wavelengths=""), digits, n_train=100, n_test=50)
+        estimate_accuracy(TINY.with_(wavelengths=""), digits, n_train=100, n_val=50)
     with pytest.raises(InfeasibleDesign, match="n_kernels"):
-        estimate_accuracy(TINY.with_(n_kernels=400), digits, n_train=100, n_test=50)
+        estimate_accuracy(TINY.with_(n_kernels=400), digits, n_train=100, n_val=50)
     with pytest.raises(ValueError, match="'segment' task needs the decoder backend"):
-        estimate_accuracy(TINY, dataclasses.replace(digits, task="segment"), n_train=100, n_test=50)
-    assert math.isnan(estimate_accuracy(TINY, digits, n_train=50, n_test=50, ceiling=False).ceiling)
+        estimate_accuracy(TINY, dataclasses.replace(digits, task="segment"), n_train=100, n_val=50)
+    assert math.isnan(estimate_accuracy(TINY, digits, n_train=50, n_val=50, ceiling=False).ceiling)
     # defaults shrink to a small dataset's splits; explicit sizes do not
-    assert estimate_accuracy(TINY, digits, n_frontends=1, ceiling=False).n_test == len(digits.test)
+    whole = estimate_accuracy(TINY, digits, n_frontends=1, ceiling=False)
+    assert whole.n_select + whole.n_score == len(digits.val)

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import onn.robustness
+import onn.train
 from onn.data import load_dataset
 from onn.design import Design
 from onn.fabrication import (NO_KERNEL_ERRORS, NO_PHYSICAL_ERRORS, KernelErrors, PhysicalErrors, Realisation,
@@ -17,7 +18,8 @@ from onn.fabrication import (NO_KERNEL_ERRORS, NO_PHYSICAL_ERRORS, KernelErrors,
 from onn.models import build_hybrid
 from onn.optics.inverse_design import inverse_design
 from onn.optics.psf import normalised_l2_error
-from onn.robustness import compensate, compensation_subset, draw_generator, make_draw, monte_carlo
+from onn.robustness import (CompensationConfig, compensate, compensation_subset, draw_generator, make_draw,
+                            monte_carlo)
 from onn.teachers import get_teacher
 from onn.train import TrainConfig, evaluate, fit
 
@@ -233,14 +235,14 @@ def test_monte_carlo_builds_each_draw_once_and_compensates_copies_of_it(trained,
     built = []
     real = onn.robustness.make_draw
     monkeypatch.setattr(onn.robustness, "make_draw", lambda *a, **k: built.append(1) or real(*a, **k))
-    config = TrainConfig(max_steps=3, **QUIET)
     result = monte_carlo(trained, default_kernel_errors(1), draws=2, seed=0, task="classify",
                          score_on={"val": data.val, "test": data.test}, compensations=("none", "task", "ntkd"),
-                         train=data.train, teacher=get_teacher("digits", log=None, epochs=2)[0], config=config)
+                         train=data.train, teacher=get_teacher("digits", log=None, epochs=2)[0],
+                         compensation=CompensationConfig(steps=3, batch_size=32), base=TrainConfig(**QUIET))
     assert len(built) == 2  # one fabricated system per draw, whatever the compensations
     for draw in result.draws:
         assert draw.made.keys() == {"val", "test"} and draw.compensated.keys() == {"task", "ntkd"}
-        assert draw.fine_tuned["task"].steps == draw.fine_tuned["ntkd"].steps == 3
+        assert draw.fine_tuned["task"].steps == draw.fine_tuned["ntkd"].steps == 3  # no val: the whole budget
     assert result.steps("ntkd") == 3 and 0 <= result.compensated("task", "val").mean <= 1
     with pytest.raises(ValueError, match="training split"):
         monte_carlo(trained, default_kernel_errors(1), draws=1, seed=0, task="classify",
@@ -249,17 +251,37 @@ def test_monte_carlo_builds_each_draw_once_and_compensates_copies_of_it(trained,
 
 # --- compensation ------------------------------------------------------------------------------
 
+def test_compensation_stops_on_validation_and_keeps_the_best_backend(trained, data, monkeypatch):
+    made = fabricate(trained, default_kernel_errors(1).scaled(2.0), draw_generator(0, 2))
+    scored = []
+    real = onn.train.evaluate
+    monkeypatch.setattr(onn.train, "evaluate", lambda model, split, *a, **k: scored.append(split) or
+                        real(model, split, *a, **k))
+    config = CompensationConfig(steps=200, lr=5e-3, batch_size=32, eval_every=5, patience=2, val_samples=150)
+    result = compensate(made, data.train, "classify", method="task", config=config, base=TrainConfig(**QUIET),
+                        seed=0, val=data.val)
+    steps, scores = zip(*result.curve)
+    assert steps[0] == 0 and all(b - a == 5 for a, b in zip(steps, steps[1:]))
+    assert result.steps < 200  # stopped: two checks without improvement
+    assert result.best_step == steps[scores.index(max(scores))]  # the best check's backend was kept
+    checked = {len(split) for split in scored}
+    assert checked == {150} and all(split is not data.test for split in scored)  # never the test split
+    kept = evaluate(made, scored[0], "classify")["accuracy"]
+    assert kept == pytest.approx(max(scores)) and max(scores) >= scores[0]
+
+
+
 def test_compensation_trains_only_the_backend(trained, data):
     teacher, _ = get_teacher("digits", log=None, epochs=2)
     made = fabricate(trained, default_kernel_errors(1).scaled(2.0), draw_generator(0, 0))
     optics = {k: v.clone() for k, v in made.optics.state_dict().items()}  # fixed_halves and weight
     backend = [p.clone() for p in made.backend_parameters()]
     result = compensate(made, data.train, "classify", teacher=teacher, method="ntkd",
-                        config=TrainConfig(epochs=2, lr=5e-3, **QUIET), seed=0)
+                        config=CompensationConfig(steps=8, lr=5e-3, batch_size=32), base=TrainConfig(**QUIET), seed=0)
     assert set(optics) == {"0.weight", "0.fixed_halves"}
     assert all(torch.equal(v, made.optics.state_dict()[k]) for k, v in optics.items())
     assert any(not torch.equal(p, q) for p, q in zip(backend, made.backend_parameters()))
-    assert result.method == "ntkd" and result.steps == 2 * 4
+    assert result.method == "ntkd" and result.steps == result.best_step == 8 and result.curve == ()
     assert dict(result.loss_terms)["ntk"] > 0  # the student's Gram, w.r.t. the backend only, is live
     with pytest.raises(ValueError, match="freeze the optics"):
         compensate(trained, data.train, "classify", method="task")
@@ -271,7 +293,8 @@ def test_compensation_sees_a_tenth_of_the_training_split_and_no_test_data(traine
     seen = []
     monkeypatch.setattr(onn.robustness, "fit", lambda model, train, **kw: seen.append(train) or fit(model, train, **kw))
     made = fabricate(trained, default_kernel_errors(1), draw_generator(0, 1))
-    result = compensate(made, data.train, "classify", method="task", config=TrainConfig(max_steps=2, **QUIET), seed=3)
+    result = compensate(made, data.train, "classify", method="task", config=CompensationConfig(steps=2),
+                        base=TrainConfig(**QUIET), seed=3, val=data.val)
     (subset,) = seen
     train_rows = {tuple(x.flatten().tolist()) for x in data.train.tensors[0]}
     test_rows = {tuple(x.flatten().tolist()) for x in data.test.tensors[0]}

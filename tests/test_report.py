@@ -47,6 +47,7 @@ def make_sweep(folder: Path, n: int, *, statuses=("complete", "pruned", "infeasi
 
 def _fill(store, name, n, statuses, weights, seed):
     rng = np.random.default_rng(seed)
+    test_rng = np.random.default_rng(seed + 1)  # its own stream: the rest of the table stays as it was
     weights = np.asarray(weights[: len(statuses)], dtype=float)
     for i in range(n):
         status = statuses[rng.choice(len(statuses), p=weights / weights.sum())]
@@ -67,10 +68,13 @@ def _fill(store, name, n, statuses, weights, seed):
         if status == "complete":
             ideal = float(np.clip(quality + rng.normal(0, 0.05), 0, 1))
             raw = ideal - float(rng.uniform(0.02, 0.1))
-            row |= {"accuracy_ideal_test": ideal, "accuracy_realised_test": None if i % 3 == 0 else ideal - 0.01,
-                    "accuracy_fabricated_test": raw, "accuracy_fabricated_test_std": 0.02,
-                    "accuracy_fabricated_test_p5": raw - 0.03, "accuracy_compensated_test": raw + 0.01,
-                    "accuracy_compensated_test_std": 0.01, "accuracy_compensated_test_p5": raw - 0.01}
+            for split, shift in (("val", 0.0), ("test", float(test_rng.normal(-0.01, 0.01)))):  # test a bit below val
+                row |= {f"accuracy_ideal_{split}": ideal + shift,
+                        f"accuracy_realised_{split}": None if i % 3 == 0 else ideal - 0.01 + shift,
+                        f"accuracy_fabricated_{split}": raw + shift, f"accuracy_fabricated_{split}_std": 0.02,
+                        f"accuracy_fabricated_{split}_p5": raw - 0.03 + shift,
+                        f"accuracy_compensated_{split}": raw + 0.01 + shift,
+                        f"accuracy_compensated_{split}_std": 0.01, f"accuracy_compensated_{split}_p5": raw - 0.01 + shift}
         store.append(row)
 
 
@@ -95,7 +99,7 @@ def test_front_chart_data_marks_front_dominated_and_pruned(tmp_path):
     analysis, sections = built(folder)
     rows = analysis.rows
     complete = rows.filter(pl.col("status") == "complete")
-    mask = non_dominated(complete.select("accuracy_compensated_test", "energy_pj").to_numpy(), ["max", "min"])
+    mask = non_dominated(complete.select("accuracy_compensated_val", "energy_pj").to_numpy(), ["max", "min"])
     spec, data = spec_data(sections["front"][0])
     roles = pl.DataFrame(data)["role"].value_counts()
     count = dict(zip(roles["role"], roles["count"]))
@@ -109,7 +113,7 @@ def test_front_chart_data_marks_front_dominated_and_pruned(tmp_path):
     pruned = frame.filter(pl.col("role") == ROLE_PRUNED)
     assert (pruned["y_plotted"] == pruned["est_accuracy"]).all()
     front = frame.filter(pl.col("role") == ROLE_FRONT)
-    assert (front["y_plotted"] == front["accuracy_compensated_test"]).all()
+    assert (front["y_plotted"] == front["accuracy_compensated_val"]).all()
     # the pruned style: its own shape in the shared role scale, and the legend says it is estimated
     layers = spec["layer"]
     point = next(layer for layer in layers if layer["mark"]["type"] == "point")
@@ -128,16 +132,16 @@ def test_front_chart_data_marks_front_dominated_and_pruned(tmp_path):
     assert digital == pytest.approx(rows["energy_all_digital_pj"].drop_nulls().median())
     # every parameter and the objectives are in the tooltip
     titles = {t["title"] for t in point["encoding"]["tooltip"]}
-    assert {"param.aperture_mm", "param.mask_res", "accuracy_compensated_test", "energy_pj", "est_accuracy"} <= titles
+    assert {"param.aperture_mm", "param.mask_res", "accuracy_compensated_val", "energy_pj", "est_accuracy"} <= titles
 
 
 @pytest.mark.parametrize("objectives, axes, step", [
-    ("[{metric: energy_pj, direction: min}, {metric: accuracy_compensated_test_p5, direction: max}]",
-     ("energy_pj", "accuracy_compensated_test_p5"), "step-after"),
-    ("[{metric: accuracy_ideal_test, direction: max}, {metric: macs, direction: min}]", ("macs", "accuracy_ideal_test"),
+    ("[{metric: energy_pj, direction: min}, {metric: accuracy_compensated_val_p5, direction: max}]",
+     ("energy_pj", "accuracy_compensated_val_p5"), "step-after"),
+    ("[{metric: accuracy_ideal_val, direction: max}, {metric: macs, direction: min}]", ("macs", "accuracy_ideal_val"),
      "step-after"),
-    ("[{metric: accuracy_ideal_test, direction: max}, {metric: accuracy_compensated_test, direction: max}]",
-     ("accuracy_compensated_test", "accuracy_ideal_test"), "step-before"),  # x maximised: steps lead with the next point
+    ("[{metric: accuracy_ideal_val, direction: max}, {metric: accuracy_compensated_val, direction: max}]",
+     ("accuracy_compensated_val", "accuracy_ideal_val"), "step-before"),  # x maximised: steps lead with the next point
 ])
 def test_the_front_follows_the_sweeps_own_objectives(tmp_path, objectives, axes, step):
     folder = make_sweep(tmp_path / "s", 60, overrides=[f"objectives={objectives}"])
@@ -176,19 +180,27 @@ def test_front_json_lists_exactly_the_non_dominated_complete_designs(tmp_path):
     document = json.loads((folder / "front.json").read_text())
     rows = read_trials(folder / "trials", row_schema(load_spec(folder / "sweep.yaml")))
     complete = rows.filter(pl.col("status") == "complete")
-    values = complete.select("accuracy_compensated_test", "energy_pj").to_numpy()
+    values = complete.select("accuracy_compensated_val", "energy_pj").to_numpy()
     expected = set(complete.filter(pl.Series(non_dominated(values, ["max", "min"])))["trial_id"])
     assert {d["trial_id"] for d in document["designs"]} == expected
     design = document["designs"][0]
     assert set(design["params"]) == {"aperture_mm", "mask_res", "backend_width", "suboptic_mm", "kernel_size", "pool"}
-    assert {"accuracy_compensated_test", "energy_pj", "accuracy_ideal_test"} <= set(design["metrics"])
+    assert {"accuracy_compensated_val", "energy_pj", "accuracy_ideal_val"} <= set(design["metrics"])
     reference = reference_point(values, ["max", "min"])
-    assert document["reference_point"] == pytest.approx({"accuracy_compensated_test": -reference[0],
+    assert document["reference_point"] == pytest.approx({"accuracy_compensated_val": -reference[0],
                                                          "energy_pj": reference[1]})
-    assert document["objectives"] == [{"metric": "accuracy_compensated_test", "direction": "max"},
+    assert document["objectives"] == [{"metric": "accuracy_compensated_val", "direction": "max"},
                                       {"metric": "energy_pj", "direction": "min"}]
     csv = pl.read_csv(folder / "front.csv")
     assert set(csv["trial_id"]) == expected and "param.aperture_mm" in csv.columns
+    # chosen on validation; each front design's test score and the gap beside it, never used to choose
+    assert document["chosen_on"] == "validation" and "never used to choose" in document["selection"]
+    by_id = {r["trial_id"]: r for r in complete.iter_rows(named=True)}
+    for design in document["designs"]:
+        row, test = by_id[design["trial_id"]], design["test"]["accuracy_compensated_test"]
+        assert test["value"] == row["accuracy_compensated_test"] and test["validation"] == "accuracy_compensated_val"
+        assert test["gap"] == pytest.approx(row["accuracy_compensated_val"] - row["accuracy_compensated_test"])
+    assert "gap_accuracy_compensated_val_minus_test" in csv.columns and "accuracy_compensated_test" in csv.columns
 
 
 def test_hypervolume_steps_match_the_per_row_history():
@@ -215,7 +227,7 @@ def test_hypervolume_chart_records_the_reference_point(tmp_path):
     assert hv == sorted(hv) and hv[-1] == pytest.approx(analysis.hypervolume)
     compute = [row[next(k for k in row if k.startswith("compute_") and k != "compute_s")] for row in data]
     assert compute == sorted(compute)
-    assert "Reference point: accuracy_compensated_test" in json.dumps(spec["title"])
+    assert "Reference point: accuracy_compensated_val" in json.dumps(spec["title"])
 
 
 def test_calibration_title_has_spearman_or_says_too_few(tmp_path):
@@ -232,7 +244,7 @@ def test_robustness_chart_connects_each_front_designs_stages(tmp_path):
     _, data = spec_data(sections["robustness"][0])
     frame = pl.DataFrame(data)
     assert frame["trial_id"].n_unique() == len(analysis.front)
-    realised_null = analysis.front["accuracy_realised_test"].null_count()
+    realised_null = analysis.front["accuracy_realised_val"].null_count()
     assert len(frame) == 4 * len(analysis.front) - realised_null  # null stages are skipped, not zeros
     assert frame.filter(pl.col("stage") == "fabricated, as made")["std"].drop_nulls().len() == len(analysis.front)
 
@@ -321,7 +333,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not [line for line in console if "Uncaught" in line or "rror" in line], console
     table = dom[dom.index('<table class="sortable">'):]
-    assert '<th title="accuracy_compensated_test" data-dir="down">' in table
+    assert '<th title="accuracy_compensated_val" data-dir="down">' in table
     accuracy = [float(v) for v in re.findall(r'<tr><td>t\d+</td><td data-v="([^"]+)"', table)]
     assert len(accuracy) >= 2 and accuracy == sorted(accuracy, reverse=True)
 

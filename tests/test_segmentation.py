@@ -173,7 +173,7 @@ def test_mask_metrics_agree_with_evaluate():
 # --- the design-aware estimate ------------------------------------------------------------------
 
 def test_segmentation_estimate_is_an_iou_that_grows_with_the_kernel_count(nuclei):
-    args = dict(n_train=128, n_test=32, n_frontends=2, ceiling=False)
+    args = dict(n_train=128, n_val=32, n_frontends=2, ceiling=False)
     few = estimate_accuracy(SEG.with_(n_kernels=3, groups=(1, 1, 1)), nuclei, **args)
     many = estimate_accuracy(SEG, nuclei, **args)
     assert 0.0 <= few.design <= 1.0 and 0.0 <= many.design <= 1.0
@@ -182,7 +182,7 @@ def test_segmentation_estimate_is_an_iou_that_grows_with_the_kernel_count(nuclei
 
 
 def test_segmentation_estimate_drops_with_sensor_noise_and_repeats_with_its_seed(nuclei):
-    args = dict(n_train=128, n_test=32, n_frontends=1, ceiling=False)
+    args = dict(n_train=128, n_val=32, n_frontends=1, ceiling=False)
     quiet = estimate_accuracy(SEG, nuclei, **args)
     loud = estimate_accuracy(SEG.with_(sensor=SensorConfig(read_noise_fs=0.3)), nuclei, **args)
     assert loud.design < quiet.design - 0.2
@@ -193,9 +193,9 @@ def test_segmentation_estimate_drops_with_sensor_noise_and_repeats_with_its_seed
 
 def test_segmentation_estimate_refuses_what_it_does_not_cover(nuclei):
     with pytest.raises(NotImplementedError, match="ceiling is not implemented for segmentation"):
-        estimate_accuracy(SEG, nuclei, n_train=16, n_test=16)
+        estimate_accuracy(SEG, nuclei, n_train=16, n_val=16)
     with pytest.raises(ValueError, match="needs the decoder backend"):
-        estimate_accuracy(SEG.with_(backend="mlp", groups=None), nuclei, n_train=16, n_test=16, ceiling=False)
+        estimate_accuracy(SEG.with_(backend="mlp", groups=None), nuclei, n_train=16, n_val=16, ceiling=False)
 
 
 # --- a tiny staged trial ------------------------------------------------------------------------
@@ -205,10 +205,10 @@ TINY_SEG = {
     "fixed": {"suboptic_mm": 0.4, "kernel_size": 3, "wavelengths": "rgb", "mask_res": 200, "n_kernels": 7},
     "space": {"backend_width": {"type": "choice", "values": [8]}},
     "training": {"epochs": 1, "batch_size": 8, "lr": 0.005},
-    "objectives": [{"metric": "accuracy_compensated_test", "direction": "max"},
+    "objectives": [{"metric": "accuracy_compensated_val", "direction": "max"},
                    {"metric": "energy_pj", "direction": "min"}],
-    "gate": {"min_accuracy": 0.0, "dominated_margin": 1.0, "n_train": 32, "n_test": 16, "n_frontends": 1},
-    "fabrication": {"draws": 1, "compensation": "ntkd", "compensation_fraction": 0.25, "compensation_epochs": 1},
+    "gate": {"min_accuracy": 0.0, "dominated_margin": 1.0, "n_train": 32, "n_val": 16, "n_frontends": 1},
+    "fabrication": {"draws": 1, "compensation": {"method": "ntkd", "fraction": 0.25, "steps": 4, "batch_size": 8}},
     "realisation": {"steps": 2},
     "budget": {"trials": 1},
 }
@@ -228,8 +228,8 @@ def test_a_tiny_segmentation_trial_runs_every_stage(nuclei):
     metrics = outcome_metrics(run_trial(point, context))
     assert metrics["status"] == "complete", metrics.get("reason")
     assert metrics["stage"] == "compensate" and metrics["n_kernels"] == 7 and metrics["train_steps"] == 6
-    for name in ("est_accuracy", "accuracy_ideal_test", "accuracy_realised_test", "accuracy_fabricated_test",
-                 "accuracy_compensated_test"):
+    for name in ("est_accuracy", *(f"{stage}_{split}" for split in ("val", "test") for stage in (
+            "accuracy_ideal", "accuracy_realised", "accuracy_fabricated", "accuracy_compensated"))):
         assert 0.0 <= metrics[name] <= 1.0, (name, metrics[name])
     assert metrics["realised_kernel_error"] > 0 and metrics["energy_pj"] > 0
     assert metrics["pixels_read"] == 2 * 3 * (1 * 32**2 + 2 * 16**2 + 4 * 8**2)  # groups 1/2/4 at 32/16/8 px

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from explore.analysis import analyse
 from explore.context import TrialContext
 from explore.rows import outcome_metrics, row_schema
 from explore.point import base_design, design_point
@@ -50,7 +51,7 @@ def rows(tmp_path, overrides=()) -> pl.DataFrame:
 def test_dry_run_prints_the_plan_without_starting_ray(tmp_path):
     code, out = sweep(tmp_path, "--dry-run", "budget.trials=3")
     assert code == 0, out
-    assert "3 trials" in out and "aperture_mm" in out and "max accuracy_compensated_test" in out
+    assert "3 trials" in out and "aperture_mm" in out and "max accuracy_compensated_val" in out
     assert not (tmp_path / "tiny").exists()
 
 
@@ -80,11 +81,11 @@ def test_tiny_sweep_end_to_end_with_a_raising_and_a_diverging_trial_and_a_dying_
     assert "loss term" in diverged["reason"] and "step" in diverged["reason"]
     complete = frame.filter(status="complete")
     assert len(complete) >= 1, frame.select("trial_index", "status", "reason")
-    assert complete["accuracy_compensated_test"].is_not_null().all() and complete["energy_pj"].is_not_null().all()
+    assert complete["accuracy_compensated_val"].is_not_null().all() and complete["energy_pj"].is_not_null().all()
     assert (complete["t_total_s"] > 0).all() and complete["host"].is_not_null().all()
     assert (complete["cpu_s"] > 0).all()
     unfinished = frame.filter(pl.col("status") != "complete")
-    assert unfinished["accuracy_compensated_test"].is_null().all()  # never on a front as if trained
+    assert unfinished["accuracy_compensated_val"].is_null().all()  # never on a front as if trained
     pruned = frame.filter(status="pruned")  # but a pruned design keeps its estimate and energy for the report
     assert pruned["energy_pj"].is_not_null().all() and pruned["est_accuracy"].is_not_null().all()
     assert (tmp_path / "tiny" / "sweep.yaml").exists()
@@ -132,10 +133,10 @@ def test_a_two_colour_design_on_colour_scenes_runs_every_stage(wavelengths):
         "fixed": {"wavelengths": wavelengths, "aperture_mm": 1.4, "mask_res": 224, "kernel_size": 5, "pool": 4},
         "space": {"backend_width": {"type": "choice", "values": [16]}},
         "training": {"epochs": 1, "batch_size": 32},
-        "objectives": [{"metric": "accuracy_compensated_test", "direction": "max"},
+        "objectives": [{"metric": "accuracy_compensated_val", "direction": "max"},
                        {"metric": "energy_pj", "direction": "min"}],
-        "gate": {"n_train": 40, "n_test": 20, "n_frontends": 1},
-        "fabrication": {"draws": 1, "compensation_fraction": 0.2},
+        "gate": {"n_train": 40, "n_val": 20, "n_frontends": 1},
+        "fabrication": {"draws": 1, "compensation": {"fraction": 0.2, "steps": 3}},
         "realisation": {"steps": 2},
         "budget": {"trials": 1}})
     data = load_dataset("photo_tiny")
@@ -151,7 +152,7 @@ def test_a_two_colour_design_on_colour_scenes_runs_every_stage(wavelengths):
 def test_physical_fabrication_errors_run_through_the_realised_metasurface():
     spec = load_spec(ROOT / "sweeps" / "tiny.yaml", [
         "fabrication.level=physical", "fabrication.errors.width_sigma_nm=40", "fabrication.errors.misalignment_px=0.5",
-        "realisation.steps=2", "gate.n_train=60", "gate.n_test=30"])
+        "realisation.steps=2", "gate.n_train=60", "gate.n_val=30"])
     data = load_dataset("digits")
     teacher = build_teacher("lenet5", data).eval()  # untrained: the trial only needs its logits and NTK
     params = {**spec.fixed, "aperture_mm": 1.3, "mask_res": 128, "backend_width": 8}
@@ -161,4 +162,30 @@ def test_physical_fabrication_errors_run_through_the_realised_metasurface():
     assert metrics["status"] == "complete", metrics.get("reason")
     # 40 nm width errors and half-pixel misalignment move the accuracy away from the realised system's
     assert metrics["accuracy_fabricated_test"] != metrics["accuracy_realised_test"]
-    assert metrics["t_fabricate_s"] > 0 and 0 <= metrics["accuracy_compensated_test"] <= 1
+    assert metrics["t_fabricate_s"] > 0 and 0 <= metrics["accuracy_compensated_val"] <= 1
+
+
+def test_the_test_split_cannot_steer_a_sweep(tmp_path):
+    """The tiny sweep twice at the same seed, the second time with the test labels permuted: the
+    same designs, the same gate decisions, identical validation metrics and the same front; only
+    the test columns differ."""
+    overrides = ["budget.concurrency=1"]  # one trial at a time: the proposals are deterministic
+    runs = {}
+    for name, env in (("honest", None), ("permuted", {"EXPLORE_INJECT_FAULT": "permute_test_labels"})):
+        code, out = sweep(tmp_path / name, *overrides, "--no-report", env=env)
+        assert code == 0, out
+        runs[name] = rows(tmp_path / name, overrides).sort("trial_index")
+    honest, permuted = runs["honest"], runs["permuted"]
+    assert len(honest) == len(permuted) == 6
+    chosen_by = [c for c in honest.columns if c.startswith("param.") or c.endswith("_val")
+                 or c.endswith("_val_std") or c.endswith("_val_p5")]
+    chosen_by += ["trial_index", "status", "reason", "est_accuracy", "energy_pj", "compensation_steps"]
+    for column in chosen_by:
+        assert honest[column].to_list() == permuted[column].to_list(), column
+    test_columns = [c for c in honest.columns if "_test" in c]
+    assert any(honest[c].to_list() != permuted[c].to_list() for c in test_columns)
+    complete = honest.filter(status="complete")
+    assert len(complete) >= 2 and complete["accuracy_compensated_test"].is_not_null().all()
+    spec = load_spec(TINY, [f"output={tmp_path / 'honest'}", *overrides])
+    fronts = [set(analyse(spec, frame).front["trial_index"].to_list()) for frame in (honest, permuted)]
+    assert fronts[0] == fronts[1] and fronts[0]

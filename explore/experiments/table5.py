@@ -41,7 +41,7 @@ from explore.experiments.common import add_run_arguments, parse_and_start
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.data import TaskData, load_dataset
 from onn.design import Design
-from onn.estimator import (DEFAULT_N_FRONTENDS, DEFAULT_N_TEST, DEFAULT_N_TRAIN, DEFAULT_N_VAL, ceiling_accuracy,
+from onn.estimator import (DEFAULT_N_FRONTENDS, DEFAULT_N_TRAIN, DEFAULT_N_VAL, ceiling_accuracy,
                            design_accuracy, estimate_accuracy, random_halves, subsample)
 from onn.models import HybridONN
 from onn.optics.validity import InfeasibleDesign
@@ -64,18 +64,17 @@ def random_frozen_hybrid(design: Design, data: TaskData, seed: int) -> HybridONN
     return model
 
 
-def table5(systems: list[str], kernels: list[int], config: TrainConfig, *, n_train: int, n_test: int,
+def table5(systems: list[str], kernels: list[int], config: TrainConfig, *, n_train: int, n_val: int,
            n_frontends: int, seed: int, out: Path, device: str) -> pl.DataFrame:
     rows = []
     for name in systems:
         system = SYSTEMS[name]
         data = load_dataset(system.dataset)
-        n_val = min(DEFAULT_N_VAL, n_test, len(data.val))  # as estimate_accuracy: shares its cached ceiling
-        sample = subsample(data, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+        sample = subsample(data, n_train=n_train, n_val=min(n_val, len(data.val)), seed=seed)
         begin = time.perf_counter()
         top, _ = ceiling_accuracy(system.design, data, sample, seed=seed, device=device)
         ceiling_s = time.perf_counter() - begin
-        print(f"{name}: ∞-width ceiling {100 * top.test_accuracy:.2f} % (n_train {n_train}, λ {top.ridge:g}, "
+        print(f"{name}: ∞-width ceiling {100 * top.score_accuracy:.2f} % (n_train {n_train}, λ {top.ridge:g}, "
               f"{ceiling_s:.0f} s)", flush=True)
         for n in kernels:
             design = system.design.with_(n_kernels=n, aperture_mm=aperture_for(system.design, n))
@@ -90,11 +89,11 @@ def table5(systems: list[str], kernels: list[int], config: TrainConfig, *, n_tra
             rows.append({"system": name, "dataset": system.dataset, "kernels": n,
                          "trained_test_accuracy_pct": 100 * result.test_metric,
                          "trained_val_accuracy_pct": 100 * result.val_metric,
-                         "estimate_pct": 100 * statistics.fmean(r.test_accuracy for r in estimates),
-                         "ceiling_pct": 100 * top.test_accuracy, "paper_pct": PAPER.get(name, {}).get(n),
+                         "estimate_pct": 100 * statistics.fmean(r.score_accuracy for r in estimates),
+                         "ceiling_pct": 100 * top.score_accuracy, "paper_pct": PAPER.get(name, {}).get(n),
                          "paper_ceiling_pct": PAPER.get(name, {}).get("inf"), "epochs": config.epochs,
                          "steps": result.steps, "train_s": result.seconds, "estimate_s": estimate_s,
-                         "ceiling_s": ceiling_s, "n_train_estimator": n_train, "n_test_estimator": n_test,
+                         "ceiling_s": ceiling_s, "n_train_estimator": n_train, "n_val_estimator": n_val,
                          "ceiling_ridge": top.ridge})
             print(f"{name} {n:>5} random kernels: trained {100 * result.test_metric:.2f} %, estimate "
                   f"{rows[-1]['estimate_pct']:.2f} % ({result.seconds:.0f} s train, {estimate_s:.1f} s estimate)",
@@ -128,7 +127,7 @@ def calibration_designs(base: Design) -> list[Design]:
     return [base.with_(aperture_mm=a, mask_res=m, wavelengths=w, hidden=h, n_kernels=None) for a, m, w, h in grid]
 
 
-def calibration(system_name: str, designs: list[Design], config: TrainConfig, *, n_train: int, n_test: int,
+def calibration(system_name: str, designs: list[Design], config: TrainConfig, *, n_train: int, n_val: int,
                 n_frontends: int, seed: int, out: Path, device: str) -> pl.DataFrame:
     system, data, teacher = load_system(system_name, device=device)
     rows = []
@@ -138,7 +137,7 @@ def calibration(system_name: str, designs: list[Design], config: TrainConfig, *,
         except InfeasibleDesign as exc:
             print(f"design {i} skipped: {exc}", flush=True)
             continue
-        estimate = estimate_accuracy(design, data, n_train=n_train, n_test=n_test, n_frontends=n_frontends,
+        estimate = estimate_accuracy(design, data, n_train=n_train, n_val=n_val, n_frontends=n_frontends,
                                      seed=seed, ceiling=False, device=device)
         model = build_student(design, data, seed=seed)
         result = fit(model, data.train, task=data.task, config=dataclasses.replace(config, method="ntkd", seed=seed),
@@ -158,7 +157,7 @@ def calibration(system_name: str, designs: list[Design], config: TrainConfig, *,
     return pl.DataFrame(rows)
 
 
-def rescore(trained: pl.DataFrame, system_name: str, designs: list[Design], *, n_train: int, n_test: int,
+def rescore(trained: pl.DataFrame, system_name: str, designs: list[Design], *, n_train: int, n_val: int,
             n_frontends: int, seed: int, device: str) -> pl.DataFrame:
     """A calibration frame whose estimates (and their cost) are recomputed with the current
     estimator; the trained accuracies and training times in ``trained`` are kept. The estimator
@@ -167,7 +166,7 @@ def rescore(trained: pl.DataFrame, system_name: str, designs: list[Design], *, n
     rows = []
     for r in trained.iter_rows(named=True):
         design = designs[r["design"]]
-        estimate = estimate_accuracy(design, data, n_train=n_train, n_test=n_test, n_frontends=n_frontends,
+        estimate = estimate_accuracy(design, data, n_train=n_train, n_val=n_val, n_frontends=n_frontends,
                                      seed=seed, ceiling=False, device=device)
         rows.append({**r, "estimate": estimate.design, "estimate_std": estimate.design_std,
                      "estimate_s": estimate.seconds_design, "cost_ratio": estimate.seconds_design / r["train_s"]})
@@ -260,8 +259,8 @@ def main(argv: list[str] | None = None) -> None:
                              "the current estimator, keeping its trained accuracies (no training)")
     parser.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN,
                         help=f"estimator train subsample (default {DEFAULT_N_TRAIN})")
-    parser.add_argument("--n-test", type=int, default=DEFAULT_N_TEST,
-                        help=f"estimator test subsample (default {DEFAULT_N_TEST})")
+    parser.add_argument("--n-val", type=int, default=DEFAULT_N_VAL,
+                        help=f"estimator validation subsample, half to choose λ, half to score (default {DEFAULT_N_VAL})")
     parser.add_argument("--n-frontends", type=int, default=DEFAULT_N_FRONTENDS)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 8/32 kernels, 0.02 epochs, 300-sample estimator, 4 calibration designs; "
@@ -269,16 +268,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_run_arguments(parser, "results/table5")
     args = parse_and_start(parser, argv)
-    kernels, n_train, n_test = args.kernels, args.n_train, args.n_test
+    kernels, n_train, n_val = args.kernels, args.n_train, args.n_val
     epochs, calibration_epochs = args.epochs, args.calibration_epochs
     if args.quick:
-        kernels, n_train, n_test, epochs, calibration_epochs = [8, 32], 300, 200, 0.02, 0.02
+        kernels, n_train, n_val, epochs, calibration_epochs = [8, 32], 300, 200, 0.02, 0.02
     command = "python -m explore.experiments.table5 " + " ".join(sys.argv[1:])
     start = time.perf_counter()
     if args.calibration:
         every = calibration_designs(SYSTEMS[args.calibration_system].design)
         designs = every[::3] if args.quick else every
-        sizes = dict(n_train=n_train, n_test=n_test, n_frontends=args.n_frontends, seed=args.seed, device=args.device)
+        sizes = dict(n_train=n_train, n_val=n_val, n_frontends=args.n_frontends, seed=args.seed, device=args.device)
         if args.rescore:
             trained = pl.read_parquet(args.rescore)
             frame = rescore(trained, args.calibration_system, every, **sizes)
@@ -291,14 +290,14 @@ def main(argv: list[str] | None = None) -> None:
             trained_how = f"NTKD {calibration_epochs:g} epochs per design"
         text = calibration_report(frame, args.out, f"Command: `{command}` ({(time.perf_counter() - start) / 60:.1f} "
                                                    f"min wall); {trained_how}; estimator on {n_train} train / "
-                                                   f"{n_test} test samples, {args.n_frontends} frontends.")
+                                                   f"{n_val} validation samples (λ on half, scored on the other half), {args.n_frontends} frontends.")
         (args.out / "calibration.md").write_text(text)
     else:
         frame = table5(args.systems, kernels, TrainConfig(epochs=epochs, log_every_s=60), n_train=n_train,
-                       n_test=n_test, n_frontends=args.n_frontends, seed=args.seed, out=args.out, device=args.device)
+                       n_val=n_val, n_frontends=args.n_frontends, seed=args.seed, out=args.out, device=args.device)
         text = markdown_table5(frame, f"Command: `{command}` ({(time.perf_counter() - start) / 60:.1f} min wall); "
                                       f"backend trained {epochs:g} epochs (task loss, optics frozen); estimator on "
-                                      f"{n_train} train / {n_test} test samples.")
+                                      f"{n_train} train / {n_val} validation samples (λ on half, scored on the other half).")
         (args.out / "table5.md").write_text(text)
     print(text)
     if args.quick:
