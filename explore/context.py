@@ -56,7 +56,7 @@ def build_context(spec: SweepSpec, *, teacher_state: dict | None = None, teacher
     if teacher_state is not None:
         teacher = build_teacher(teacher_name or spec.task.teacher, data)
         teacher.load_state_dict(teacher_state)
-        teacher.eval()
+        teacher.to(device).eval()
     else:
         teacher, _ = get_teacher(spec.task.dataset, spec.task.teacher, seed=0, root=spec.task.root, device=device,
                                  log=log)

@@ -256,7 +256,8 @@ def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str
             f"{running} running, {elapsed_s / 60:.1f} min elapsed, {eta}.{best}")
 
 
-def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: bool = True) -> int:
+def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: bool = True,
+              num_gpus: int | None = None) -> int:
     folder = spec.folder
     saved = folder / "sweep.yaml"
     has_rows = (folder / "trials").exists() and any((folder / "trials").iterdir())
@@ -275,7 +276,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
     folder.mkdir(parents=True, exist_ok=True)
     saved.write_text(spec_to_yaml(spec))
 
-    _init_ray(address)
+    _init_ray(address, num_gpus)
     from onn.teachers import get_teacher
 
     teacher, info = get_teacher(spec.task.dataset, spec.task.teacher, seed=0, root=spec.task.root)
@@ -288,7 +289,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
                                scheduling_strategy=here).remote()
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, spec=spec, teacher_state=teacher.state_dict(), teacher_name=info.name),
-        {"cpu": spec.budget.cpus_per_trial})
+        trial_resources(spec))
     # Tune's result grid reads per-trial result files, which this driver turns off (the rows are in
     # the Parquet store); without this it warns "Could not fetch metrics" for every trial at the end.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -365,10 +366,11 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
     tuner.fit()
 
 
-def _init_ray(address: str | None) -> None:
+def _init_ray(address: str | None, num_gpus: int | None = None) -> None:
     env = {**MALLOC_ENV, "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
-    if os.environ.get(FAULT_ENV):
-        env[FAULT_ENV] = os.environ[FAULT_ENV]
+    for name in (FAULT_ENV, "ONN_COMPILE"):  # test hooks and the opt-in compiled sensor reach the workers
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
@@ -378,8 +380,28 @@ def _init_ray(address: str | None) -> None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         # address="local": always a new local instance; a bare ray.init() would attach to any cluster
         # `ray start` left recorded on this machine (even a dead one, and then hang).
-        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_gpus=num_gpus,
                  runtime_env={"env_vars": env}, log_to_driver=True)
+
+
+def trial_resources(spec: SweepSpec) -> dict[str, float]:
+    """What Ray reserves for one trial: its CPUs, and its share of a GPU when the sweep asks for one."""
+    resources = {"cpu": spec.budget.cpus_per_trial}
+    if spec.budget.gpus_per_trial:
+        resources["gpu"] = spec.budget.gpus_per_trial
+    return resources
+
+
+def trial_device() -> str:
+    """The device of the trial running in this worker: the GPU Ray assigned it (Ray sets
+    CUDA_VISIBLE_DEVICES to it, so it is ``cuda``), else the CPU."""
+    import torch
+
+    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
+def _gpu_ids() -> str:
+    return ",".join(map(str, ray.get_gpu_ids()))
 
 
 def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name: str) -> None:
@@ -388,7 +410,8 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
 
     torch.set_num_threads(max(1, int(spec.budget.cpus_per_trial)))
     started, cpu_started = time.time(), time.process_time()
-    context = build_context(spec, teacher_state=teacher_state, teacher_name=teacher_name,
+    device = trial_device()
+    context = build_context(spec, teacher_state=teacher_state, teacher_name=teacher_name, device=device,
                             faults=Faults.from_environment())
     try:
         front = np.array(ray.get(ray.get_actor(FRONT_ACTOR.format(name=spec.name)).get.remote()), dtype=float)
@@ -400,7 +423,8 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
     metrics = outcome_metrics(outcome)
     metrics.update(trial_index=index, config_hash=point.config_hash, host=socket.gethostname(),
                    node_ip=ray.util.get_node_ip_address(), pid=os.getpid(), started_unix_s=started,
-                   finished_unix_s=time.time(), cpu_s=time.process_time() - cpu_started)
+                   finished_unix_s=time.time(), cpu_s=time.process_time() - cpu_started, device=device,
+                   ray_gpu_ids=_gpu_ids())
     for metric in spec.metrics:  # every objective key present (Tune checks); a pruned design keeps its
         if metrics.get(metric) is None:  # energy, which the report plots; Optuna sees only complete ones
             metrics[metric] = float("nan")

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                         help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    parser.add_argument("--num-gpus", type=int, default=None,
+                        help="GPUs a local Ray offers (default: Ray's own detection); with budget.gpus_per_trial")
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after the flags
     overrides = list(args.overrides)
     for flag, key in ((args.num_samples, "budget.trials"), (args.concurrency, "budget.concurrency"),
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_malloc_env()
     from explore.driver import run_sweep  # Ray is imported only when a sweep really runs
 
-    return run_sweep(spec, resume=args.resume, address=args.address, report=not args.no_report)
+    return run_sweep(spec, resume=args.resume, address=args.address, report=not args.no_report,
+                     num_gpus=args.num_gpus)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onn.optics.psf import split_signed
-from onn.optics.sensor import SensorConfig, read_sensor
+from onn.optics.sensor import SensorConfig, read_difference
 
 
 def match_colours(images: torch.Tensor, colours: int, channels: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -38,8 +38,26 @@ def match_colours(images: torch.Tensor, colours: int, channels: tuple[int, ...] 
     raise ValueError(f"cannot show {c_in}-channel images to a {colours}-colour camera")
 
 
+class Camera(nn.Module):
+    """The sensor and the digital K⁺ − K⁻ subtraction summed over colours: (B, C, 2, n, H, W)
+    readings [colour, half, kernel] of one exposure -> (B, n, H, W). No sensor: ideal readings."""
+
+    def __init__(self, sensor: SensorConfig | None):
+        super().__init__()
+        self.sensor = sensor
+
+    def forward(self, readings: torch.Tensor, *, generator: torch.Generator | None = None,
+                noise: bool = True) -> torch.Tensor:
+        if self.sensor is not None:  # one fused readout, subtraction and colour sum (onn.optics.sensor)
+            return read_difference(readings, self.sensor, generator=generator, noise=noise)
+        return readings[:, :, 0].sum(1) - readings[:, :, 1].sum(1)
+
+
 class OpticalConv(nn.Module):
-    """Metasurface convolution + sensor + pos/neg subtraction: (B, C_in, H, W) -> (B, n, H, W)."""
+    """Metasurface convolution + sensor + pos/neg subtraction: (B, C_in, H, W) -> (B, n, H, W).
+
+    Two steps: `readings` (the sensor-plane sub-images, what the optics do) and ``camera`` (what
+    the sensor and the digital subtraction do); `onn.ntk_probe` differentiates between the two."""
 
     def __init__(self, n_kernels: int, kernel_size: int, colours: int = 1, sensor: SensorConfig | None = None,
                  generator: torch.Generator | None = None, channels: tuple[int, ...] | None = None):
@@ -50,12 +68,16 @@ class OpticalConv(nn.Module):
             raise ValueError(f"need n_kernels, kernel_size, colours >= 1, got {n_kernels}, {kernel_size}, {colours}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (the PSF is centred on the axis), got {kernel_size}")
-        self.n_kernels, self.kernel_size, self.colours, self.sensor = n_kernels, kernel_size, colours, sensor
-        self.channels = channels
+        self.n_kernels, self.kernel_size, self.colours, self.channels = n_kernels, kernel_size, colours, channels
+        self.camera = Camera(sensor)
         fan_in = colours * kernel_size * kernel_size
         weight = torch.randn(n_kernels, colours, kernel_size, kernel_size, generator=generator) / fan_in**0.5
         self.weight = nn.Parameter(weight)
         self.register_buffer("fixed_halves", None)  # (n, 2, C, k', k') once frozen
+
+    @property
+    def sensor(self) -> SensorConfig | None:
+        return self.camera.sensor
 
     @property
     def frozen(self) -> bool:
@@ -81,21 +103,42 @@ class OpticalConv(nn.Module):
         self.fixed_halves = halves.detach().clone()
         self.weight.requires_grad_(False)
 
-    def forward(self, images: torch.Tensor, *, generator: torch.Generator | None = None,
-                noise: bool = True) -> torch.Tensor:
+    def readings(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) scenes -> (B, C, 2, n, H, W) sensor-plane sub-images [colour, K⁺/K⁻, kernel]."""
         x = match_colours(images, self.colours, self.channels)  # (B, C, H, W)
         batch, colours, height, width = x.shape
         halves = self.halves()  # (n, 2, C, k, k)
         n, k = halves.shape[0], halves.shape[-1]
         weight = halves.permute(2, 1, 0, 3, 4).reshape(colours, 2 * n, 1, k, k)  # (C, 2*n, 1, k, k)
-        # Every (colour, half, kernel) sub-image, one conv per colour: a grouped conv gives the same
-        # numbers but its backward pass is ~5x slower on CPU (benchmarks/README.md).
-        readings = torch.cat([F.conv2d(x[:, c:c + 1], weight[c], padding=k // 2) for c in range(colours)],
-                             dim=1)  # (B, C*2*n, H, W)
-        if self.sensor is not None:
-            readings = read_sensor(readings, self.sensor, generator=generator, noise=noise)
-        readings = readings.view(batch, colours, 2, n, height, width).sum(1)  # (B, 2, n, H, W)
-        return readings[:, 0] - readings[:, 1]  # (B, n, H, W)
+        # One conv per colour: a grouped conv gives the same numbers but its backward pass is ~5x
+        # slower on CPU (benchmarks/README.md).
+        return torch.cat([F.conv2d(x[:, c:c + 1], weight[c], padding=k // 2) for c in range(colours)],
+                         dim=1).view(batch, colours, 2, n, height, width)
+
+    def forward(self, images: torch.Tensor, *, generator: torch.Generator | None = None,
+                noise: bool = True) -> torch.Tensor:
+        return self.camera(self.readings(images), generator=generator, noise=noise)  # (B, n, H, W)
+
+    def patches(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Per colour, the (B, HW, k²) unfolded k x k patches of the scene the kernels see."""
+        x = match_colours(images, self.colours, self.channels).detach()  # (B, C, H, W)
+        k = self.kernel_size
+        return [F.unfold(x[:, c:c + 1], k, padding=k // 2).transpose(1, 2) for c in range(self.colours)]
+
+    def weight_grads(self, patches: list[torch.Tensor], delta: torch.Tensor) -> torch.Tensor:
+        """(B, n C k²) per-sample gradients of ``weight`` given the gradient ``delta`` (B, C, 2, n, H, W)
+        of something with respect to this layer's `readings` of the scenes whose `patches` are given:
+        each half's gradient is delta times its patches (one batched matmul per colour), then through
+        K⁺ = max(w, 0) and K⁻ = max(−w, 0) (autograd's convention at w = 0: both pass)."""
+        batch, k, n = delta.shape[0], self.kernel_size, self.n_kernels
+        per_colour = []
+        for c, patch in enumerate(patches):
+            d = delta[:, c].reshape(batch, 2 * n, -1)  # (B, 2n, HW)
+            per_colour.append(torch.bmm(d, patch).view(batch, 2, n, k, k))
+        halves = torch.stack(per_colour, 3)  # (B, 2, n, C, k, k)
+        w = self.weight  # (n, C, k, k)
+        grad = halves[:, 0] * (w >= 0) - halves[:, 1] * (w <= 0)  # (B, n, C, k, k)
+        return grad.reshape(batch, -1)
 
     def pixels_read(self, image_size: int) -> int:
         """Sensor pixels read per inference: kernels x 2 halves x colours x feature-map size."""

@@ -1,13 +1,15 @@
 """Empirical NTK: the exact Gram against an explicit J·Jᵀ, the estimates against the exact one."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
 from onn.design import Design
 from onn.losses import ntk_loss
-from onn.models import build_hybrid
-from onn.ntk import empirical_ntk, last_layer_names, mlp_ntk
+from onn.models import HybridONN, build_hybrid
+from onn.ntk import empirical_ntk, last_layer_names, mlp_ntk, per_sample_probe_ntk
 
 
 class Tiny(nn.Module):
@@ -99,3 +101,57 @@ def test_ntkd_gradients_reach_the_optical_kernels(mode, generator):
     loss = ntk_loss(empirical_ntk(student, x, mode=mode, names=names, probes=2, generator=generator), target)
     loss.backward()
     assert student.optics[0].weight.grad is not None and student.optics[0].weight.grad.abs().sum() > 0
+
+
+def _models():
+    """One of each kind of model the NTKD loss sees: an MLP, CNN teachers (conv, pooling, batch norm
+    in eval mode), a hybrid with its optics trainable and with them frozen, and a segmentation
+    hybrid (kernel groups, transposed convolutions)."""
+    from onn.data import load_dataset
+    from onn.design import PRESETS
+    from onn.teachers import build_teacher
+
+    digits = load_dataset("digits")
+    mono = Design(aperture_mm=2.0, suboptic_mm=0.3, mask_res=128, n_kernels=3, kernel_size=3, hidden=(8,))
+    frozen = build_hybrid(mono, in_channels=1, image_size=16, n_outputs=10, seed=1)
+    frozen.optics[0].freeze_to(frozen.optics[0].halves().detach() + 0.1)
+    seg = PRESETS["seg"].with_(n_kernels=7, groups=(1, 2, 4), hidden=(8, 4, 2), aperture_mm=2.0, suboptic_mm=0.3)
+    grey = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    colour = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    return {
+        "mlp": (Tiny(), torch.randn(6, 3, 4, generator=torch.Generator().manual_seed(0)), None),
+        "lenet": (build_teacher("lenet5", digits).eval(), grey, None),
+        "alexnet": (build_teacher("alexnet", dataclasses.replace(digits, channels=3)).eval(), colour, None),
+        "hybrid": (build_hybrid(mono, in_channels=1, image_size=16, n_outputs=10), grey, None),
+        "hybrid, frozen optics": (frozen, grey, None),
+        "segmentation": (HybridONN(seg, in_channels=3, image_size=16, n_outputs=1,  # no geometry check: kernels only
+                                   generator=torch.Generator().manual_seed(0)), colour, 4),
+    }
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lenet", "alexnet", "hybrid", "hybrid, frozen optics", "segmentation"])
+def test_layerwise_probe_ntk_equals_the_per_sample_vmap(kind):
+    """`onn.ntk_probe` (one batched pass, the Gram per layer) against `per_sample_probe_ntk` (vmap
+    over samples): the same Gram, the same cross-Gram, the same gradient for NTKD to train on."""
+    model, x, pool = _models()[kind]
+    names = [n for n, p in model.named_parameters() if p.requires_grad] or [n for n, _ in model.named_parameters()]
+    x1, x2 = x[:4], x[4:]
+    grams = {}
+    for way, fn in (("layerwise", lambda *a, **k: empirical_ntk(*a, mode="probe", **k)),
+                    ("vmap", per_sample_probe_ntk)):
+        model.zero_grad()
+        gram = fn(model, x1, probes=2, names=names, generator=torch.Generator().manual_seed(5), output_pool=pool)
+        cross = fn(model, x1, x2, probes=2, names=names, generator=torch.Generator().manual_seed(5),
+                   output_pool=pool)
+        (gram.square().sum() + cross.sum()).backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
+        grams[way] = (gram.detach(), cross.detach(), grads)
+    (gram, cross, grads), (gram_ref, cross_ref, grads_ref) = grams["layerwise"], grams["vmap"]
+    assert gram.shape == (4, 4) and cross.shape == (4, 2)
+    assert torch.allclose(gram, gram_ref, rtol=1e-4, atol=1e-5 * gram_ref.abs().max())
+    assert torch.allclose(cross, cross_ref, rtol=1e-4, atol=1e-5 * cross_ref.abs().max())
+    for g, g_ref in zip(grads, grads_ref):
+        assert torch.allclose(g, g_ref, rtol=1e-3, atol=1e-4 * (g_ref.abs().max() + 1e-12))
+    with torch.no_grad():  # a frozen teacher's Gram: no graph, the same numbers
+        assert torch.allclose(empirical_ntk(model, x1, mode="probe", probes=2, names=names, output_pool=pool,
+                                            generator=torch.Generator().manual_seed(5)), gram, rtol=1e-5)

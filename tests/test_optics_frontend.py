@@ -16,7 +16,8 @@ from onn.optics.inverse_design import inverse_design
 from onn.optics.layout import suboptic_layout
 from onn.optics.metasurface import fabricable_widths, phase_waves, quantise_phase
 from onn.optics.psf import integrate_to_kernel, pixel_integration_matrix, sensor_intensity
-from onn.optics.sensor import SensorConfig, read_sensor
+import onn.optics.sensor
+from onn.optics.sensor import SensorConfig, read_difference, read_sensor
 from onn.optics.validity import InfeasibleDesign, check_geometry
 
 
@@ -58,6 +59,78 @@ def test_sensor_is_seeded_quantised_and_scale_free():
     assert torch.equal(clean, read_sensor(irradiance * 7, config, noise=False))  # auto-exposure
     noise = (a - clean).std()
     assert 0.003 < noise < 0.03  # shot noise ~1 % of full scale at 10^4 e-, read noise 0.5 %
+
+
+def reference_readout(irradiance, config, generator=None, noise=True):
+    """The sensor as plain autograd ops (the implementation the fused `_Readout` replaced): the
+    specification its output and gradients are checked against."""
+    levels = 2**config.bits - 1
+    peak = irradiance.flatten(1).amax(1).clamp(min=1e-12)
+    signal = irradiance / peak.view(-1, *([1] * (irradiance.ndim - 1)))
+    if noise and config.noise:
+        std = (signal.clamp(min=0) / config.full_well_e + config.read_noise_fs**2).sqrt()
+        z = torch.randn(signal.shape, generator=generator, device=signal.device, dtype=signal.dtype)
+        signal = torch.addcmul(signal, std, z)
+    clipped = signal.clamp(0, 1)
+    return clipped + (torch.round(clipped * levels) / levels - clipped).detach()
+
+
+@pytest.mark.parametrize("noise", [True, False])
+def test_fused_readout_matches_the_autograd_reference(noise):
+    config = SensorConfig()
+    readings = torch.rand(4, 3, 2, 5, 9, 9, generator=torch.Generator().manual_seed(0))  # (B, C, 2, n, H, W)
+    readings[0, 1, 0, 2, 2:4, 2:4] = readings[0].max() + 0.5  # tied maxima share the gain's gradient
+    readings[1] *= 0.01  # a dim image: the gain differs per image
+    fused_in, reference_in = readings.clone().requires_grad_(), readings.clone().requires_grad_()
+    fused = read_difference(fused_in, config, generator=torch.Generator().manual_seed(3), noise=noise)
+    read = reference_readout(reference_in.view(4, -1, 9, 9), config, torch.Generator().manual_seed(3), noise)
+    read = read.view(readings.shape)
+    reference = read[:, :, 0].sum(1) - read[:, :, 1].sum(1)
+    assert torch.allclose(fused, reference, atol=1e-6)  # the same noise draws, the same digital numbers
+    grad = torch.randn(fused.shape, generator=torch.Generator().manual_seed(4))
+    fused.backward(grad)
+    reference.backward(grad)
+    assert torch.allclose(fused_in.grad, reference_in.grad, rtol=1e-4, atol=1e-4 * reference_in.grad.abs().max())
+    # read_sensor is the same operation without the subtraction
+    plain = read_sensor(readings.view(4, -1, 9, 9), config, generator=torch.Generator().manual_seed(3), noise=noise)
+    assert torch.allclose(plain.view(readings.shape), read.detach(), atol=1e-6)
+
+
+def test_fused_readout_works_under_the_probe_ntk():
+    """The probe NTK differentiates per sample (vmap + vjp) and the NTKD loss through that: the fused
+    readout's Gram and its gradient equal those of the reference readout."""
+    import onn.layers
+    from onn.ntk import empirical_ntk
+
+    layer = OpticalConv(3, 3, colours=1, sensor=SensorConfig(), generator=torch.Generator().manual_seed(0))
+    images = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.optics, self.head = layer, torch.nn.Linear(3 * 64, 4)
+
+        def forward(self, x, *, generator=None, noise=True):
+            return self.head(self.optics(x, generator=generator, noise=noise).flatten(1))
+
+    model = Tiny()
+    grams = {}
+    for name, readout in (("fused", onn.layers.read_difference), ("reference", None)):
+        if readout is None:  # the same model with the reference readout
+            def reference_difference(readings, config, *, generator=None, noise=True):
+                b, c, two, n, h, w = readings.shape
+                read = reference_readout(readings.reshape(b, -1, h, w), config, generator, noise).view(readings.shape)
+                return read[:, :, 0].sum(1) - read[:, :, 1].sum(1)
+            onn.layers.read_difference = reference_difference
+        try:
+            model.zero_grad()
+            gram = empirical_ntk(model, images, mode="probe", probes=2, generator=torch.Generator().manual_seed(2))
+            gram.sum().backward()
+            grams[name] = (gram.detach(), layer.weight.grad.clone(), model.head.weight.grad.clone())
+        finally:
+            onn.layers.read_difference = onn.optics.sensor.read_difference
+    for fused, reference in zip(grams["fused"], grams["reference"]):
+        assert torch.allclose(fused, reference, rtol=1e-4, atol=1e-5 * reference.abs().max())
 
 
 def test_phase_fit_values_and_fabrication_limits():

@@ -189,3 +189,30 @@ def test_the_test_split_cannot_steer_a_sweep(tmp_path):
     spec = load_spec(TINY, [f"output={tmp_path / 'honest'}", *overrides])
     fronts = [set(analyse(spec, frame).front["trial_index"].to_list()) for frame in (honest, permuted)]
     assert fronts[0] == fronts[1] and fronts[0]
+
+
+def test_a_gpu_request_reaches_rays_resources_and_the_trials_device(tmp_path, monkeypatch):
+    import ray
+    import torch
+
+    from explore import driver
+
+    spec = load_spec(TINY, ["budget.gpus_per_trial=0.5"])
+    assert driver.trial_resources(spec) == {"cpu": 1.0, "gpu": 0.5}
+    assert driver.trial_resources(load_spec(TINY)) == {"cpu": 1.0}  # the CPU path stays the default
+    # the device-selection boundary: a GPU assigned by Ray and visible to torch -> cuda, else cpu
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert driver.trial_device() == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert driver.trial_device() == "cpu"
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    assert driver.trial_device() == "cpu"
+    monkeypatch.undo()
+    # end to end on a local Ray that offers one (declared) GPU: Ray schedules each trial on half of it
+    overrides = ["budget.trials=2", "budget.gpus_per_trial=0.5", "budget.concurrency=2"]
+    code, out = sweep(tmp_path, *overrides, "--num-gpus", "1", "--no-report")
+    assert code == 0, out
+    frame = rows(tmp_path, overrides)
+    assert len(frame) == 2 and set(frame["ray_gpu_ids"]) == {"0"}, frame.select("trial_index", "ray_gpu_ids", "device")
+    assert set(frame["device"]) == {"cuda" if torch.cuda.is_available() else "cpu"}
