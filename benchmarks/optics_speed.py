@@ -17,6 +17,7 @@ Run from the repository root, with glibc's malloc told to keep large buffers (EN
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 import torch.nn.functional as F
@@ -74,9 +75,23 @@ def propagation_rows(mask_res: int, batch: int, repeats: int) -> list[tuple[str,
             ("sensor_intensity fwd (context)", shape, t["full"], t["bare"])]
 
 
+def reference_readout(irradiance, config, generator):
+    """The sensor before 2026-11-30 (plain autograd ops), the 'before' of the fused readout."""
+    levels = 2**config.bits - 1
+    peak = irradiance.flatten(1).amax(1).clamp(min=1e-12)
+    signal = irradiance / peak.view(-1, *([1] * (irradiance.ndim - 1)))
+    std = (signal.clamp(min=0) / config.full_well_e + config.read_noise_fs**2).sqrt()
+    z = torch.randn(signal.shape, generator=generator, device=signal.device, dtype=signal.dtype)
+    signal = torch.addcmul(signal, std, z)
+    clipped = signal.clamp(0, 1)
+    return clipped + (torch.round(clipped * levels) / levels - clipped).detach()
+
+
 def conv_rows(n_kernels: int, colours: int, size: int, sensor: SensorConfig | None, batch: int,
               repeats: int) -> list[tuple[str, str, float, float]]:
-    """OpticalConv vs conv2d with the same signed weight, forward + backward w.r.t. the weight."""
+    """OpticalConv vs conv2d with the same signed weight, forward + backward w.r.t. the weight; with
+    the sensor on, also the layer before the fused readout, the fused readout compiled
+    (ONN_COMPILE=1), and the noise draw alone (the part no fusion removes)."""
     gen = torch.Generator().manual_seed(0)
     layer = OpticalConv(n_kernels, 7, colours=colours, sensor=sensor, generator=gen)
     weight = layer.signed_kernels().detach().clone().requires_grad_(True)  # (n, C, 7, 7)
@@ -92,6 +107,22 @@ def conv_rows(n_kernels: int, colours: int, size: int, sensor: SensorConfig | No
         layer.zero_grad(set_to_none=True)
         layer(images, generator=noise_gen).backward(grad_out)
 
+    def compiled():
+        os.environ["ONN_COMPILE"] = "1"
+        try:
+            ours()
+        finally:
+            del os.environ["ONN_COMPILE"]
+
+    def before():  # the layer as it was: one readout of the concatenated readings, then subtract and sum
+        layer.zero_grad(set_to_none=True)
+        readings = layer.readings(images)  # (B, C, 2, n, H, W)
+        read = reference_readout(readings.reshape(batch, -1, size, size), sensor, noise_gen).view(readings.shape)
+        (read[:, :, 0].sum(1) - read[:, :, 1].sum(1)).backward(grad_out)
+
+    def noise_draw():
+        torch.randn(batch, colours * 2 * n_kernels, size, size, generator=noise_gen)
+
     def bare():
         weight.grad = None
         F.conv2d(images, weight, padding=3).backward(grad_out)
@@ -105,15 +136,20 @@ def conv_rows(n_kernels: int, colours: int, size: int, sensor: SensorConfig | No
         grouped_weight.grad = None
         F.conv2d(images, grouped_weight, padding=3, groups=colours).backward(grouped_grad)
 
-    fns = {"ours": ours, "bare": bare} if sensor else {"ours": ours, "bare": bare, "grouped": grouped}
-    t = median_seconds(fns, repeats)
     shape = f"({batch},{colours},{size},{size})"
-    rows = [(f"OpticalConv {n_kernels}x{colours}x7x7 sensor={'on' if sensor else 'None'} fwd+bwd", shape,
-             t["ours"], t["bare"])]
+    name = f"OpticalConv {n_kernels}x{colours}x7x7"
     if sensor is None:
-        rows.append((f"readings by one grouped conv2d, {colours * 2 * n_kernels} outputs (context)", shape,
-                     t["grouped"], t["bare"]))
-    return rows
+        t = median_seconds({"ours": ours, "bare": bare, "grouped": grouped}, repeats)
+        return [(f"{name} sensor=None fwd+bwd", shape, t["ours"], t["bare"]),
+                (f"readings by one grouped conv2d, {colours * 2 * n_kernels} outputs (context)", shape,
+                 t["grouped"], t["bare"])]
+    t = median_seconds({"before": before, "ours": ours, "compiled": compiled, "noise": noise_draw, "bare": bare},
+                       repeats)
+    return [(f"{name} sensor on fwd+bwd, before (autograd readout)", shape, t["before"], t["bare"]),
+            (f"{name} sensor on fwd+bwd, fused readout", shape, t["ours"], t["bare"]),
+            (f"{name} sensor on fwd+bwd, fused readout compiled (ONN_COMPILE=1)", shape, t["compiled"], t["bare"]),
+            (f"the noise draw alone: randn of the {colours * 2 * n_kernels} readings (floor)", shape, t["noise"],
+             t["bare"])]
 
 
 def main() -> None:

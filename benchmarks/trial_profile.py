@@ -63,10 +63,10 @@ def run_one(epochs: float | None, profile: bool, top: int) -> dict[str, float]:
     return {stage: metrics[f"t_{stage}_s"] for stage in STAGES if f"t_{stage}_s" in metrics}
 
 
-def run_in(tree: Path, epochs: float | None) -> dict[str, float]:
+def run_in(tree: Path, epochs: float | None, extra_env: dict[str, str] | None = None) -> dict[str, float]:
     """Run the trial in a subprocess on the code of ``tree``; returns {stage: seconds}."""
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
-           **{var: os.environ.get(var) or "17179869184" for var in MALLOC_VARS}}
+           **{var: os.environ.get(var) or "17179869184" for var in MALLOC_VARS}, **(extra_env or {})}
     command = [sys.executable, str(HERE), "--json"] + ([] if epochs is None else ["--epochs", str(epochs)])
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
@@ -75,22 +75,28 @@ def run_in(tree: Path, epochs: float | None) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare(before: Path, after: Path, epochs: float | None, repeats: int) -> None:
-    samples: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+def compare(before: Path, after: Path, epochs: float | None, repeats: int, compiled: bool) -> None:
+    variants = {"before": (before, None), "after": (after, None)}
+    if compiled:
+        variants["after, ONN_COMPILE=1"] = (after, {"ONN_COMPILE": "1"})
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     for repeat in range(repeats):
-        for name, tree in (("before", before), ("after", after)):
+        for name, (tree, env) in variants.items():
             start = time.perf_counter()
-            samples[name].append(run_in(tree, epochs))
+            samples[name].append(run_in(tree, epochs, env))
             print(f"  repeat {repeat + 1}/{repeats} {name}: {time.perf_counter() - start:.0f} s, "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
     median = {name: {stage: statistics.median(run[stage] for run in runs) for stage in runs[0]}
               for name, runs in samples.items()}
-    print(f"\nmedian of {repeats} per tree; before = {before}, after = {after}")
-    print("| stage | before s | after s | after / before |\n|---|---:|---:|---:|")
+    others = [name for name in variants if name != "before"]
+    print(f"\nmedian of {repeats} per variant; before = {before}, after = {after}")
+    print("| stage | before s | " + " | ".join(f"{n} s | {n} / before" for n in others) + " |")
+    print("|---|---:|" + "---:|---:|" * len(others))
     for stage in STAGES:
-        if stage in median["before"] and stage in median["after"]:
-            b, a = median["before"][stage], median["after"][stage]
-            print(f"| {stage} | {b:.2f} | {a:.2f} | {a / b:.2f} |" if b > 0 else f"| {stage} | {b:.2f} | {a:.2f} | - |")
+        if all(stage in median[n] for n in variants):
+            b = median["before"][stage]
+            cells = [f"{median[n][stage]:.2f} | " + (f"{median[n][stage] / b:.2f}" if b > 0 else "-") for n in others]
+            print(f"| {stage} | {b:.2f} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -101,10 +107,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the trial")
     parser.add_argument("--top", type=int, default=30, help="profile entries to print")
     parser.add_argument("--json", action="store_true", help="print the stage times as one JSON line")
+    parser.add_argument("--compiled", action="store_true", help="with --before: also the new tree with ONN_COMPILE=1")
     args = parser.parse_args()
     if args.before is not None:
         print(f"load average {os.getloadavg()[0]:.1f}; trials run with 1 torch thread, malloc env ON", flush=True)
-        compare(args.before.resolve(), HERE.parents[1], args.epochs, args.repeats)
+        compare(args.before.resolve(), HERE.parents[1], args.epochs, args.repeats, args.compiled)
         return
     torch.set_num_threads(1)
     if not args.json:
