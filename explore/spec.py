@@ -26,7 +26,7 @@ from explore.space import DOMAIN_TAGS, Choice, Domain, FloatRange, IntRange, Str
 from onn.data import DATASETS
 from onn.energy import CONSTANTS as ENERGY_CONSTANTS
 from onn.energy import EnergyConstants
-from onn.fabrication import KernelErrors, PhysicalErrors, default_kernel_errors
+from onn.fabrication import KernelErrors, KernelPreset, PhysicalErrors, default_kernel_errors
 from onn.robustness import Compensation, CompensationConfig
 from onn.teachers import TEACHERS
 from onn.train import TrainConfig
@@ -92,6 +92,7 @@ class Fabrication(Strict):
     enabled: bool = True
     draws: int = Field(3, ge=1)
     level: Literal["kernel", "physical"] = "kernel"
+    preset: KernelPreset = "calibrated"  # kernel level: onn.fabrication.default_kernel_errors
     errors: dict[str, Any] = Field(default_factory=dict)  # overrides of the error model's fields
     compensation: CompensationSettings = CompensationSettings()
 
@@ -115,11 +116,11 @@ class Fabrication(Strict):
         return self
 
     def error_model(self, colours: int = 1) -> KernelErrors | PhysicalErrors:
-        """The level's error model: SPEC §4 defaults (kernel noise by colour count) + ``errors``."""
+        """The level's error model: the preset for ``colours`` colours (kernel level) + ``errors``."""
         errors = {k: tuple(v) if isinstance(v, list) else v for k, v in self.errors.items()}  # YAML lists
         if self.level == "physical":
             return PhysicalErrors(**errors)
-        return dataclasses.replace(default_kernel_errors(colours), **errors)
+        return dataclasses.replace(default_kernel_errors(colours, self.preset), **errors)
 
 
 class Realisation(Strict):

@@ -37,6 +37,13 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, 
     return alpha * t * t * kl + (1 - alpha) * task_loss(student, target, task)
 
 
+def centre_gram(gram: torch.Tensor) -> torch.Tensor:
+    """``H Θ H`` with ``H = I − 11ᵀ/n`` (as in centred kernel alignment, Cortes et al. 2012): the
+    Gram of the per-sample gradients minus their batch mean. A constant added to every entry (the
+    level every pair of samples shares, not class structure) leaves it unchanged."""
+    return gram - gram.mean(0, keepdim=True) - gram.mean(1, keepdim=True) + gram.mean()
+
+
 def normalise_gram(gram: torch.Tensor, how: Normalise) -> torch.Tensor:
     """Put Grams of very different scale on one footing. ``trace``: divide by the mean diagonal
     (entries O(1)); ``frobenius``: unit Frobenius norm times B (entries O(1)); ``none``: literal."""
@@ -50,6 +57,12 @@ def normalise_gram(gram: torch.Tensor, how: Normalise) -> torch.Tensor:
     raise ValueError(f"unknown normalisation {how!r}; use 'trace', 'frobenius' or 'none'")
 
 
-def ntk_loss(student_gram: torch.Tensor, teacher_gram: torch.Tensor, normalise: Normalise = "trace") -> torch.Tensor:
-    """``L_NTK = mean_ij (Θ̂ᵀ_ij - Θ̂ˢ_ij)²`` after normalising each Gram."""
-    return (normalise_gram(teacher_gram.detach(), normalise) - normalise_gram(student_gram, normalise)).square().mean()
+def ntk_loss(student_gram: torch.Tensor, teacher_gram: torch.Tensor, normalise: Normalise = "trace",
+             centre: bool = False) -> torch.Tensor:
+    """``L_NTK = mean_ij (Θ̂ᵀ_ij - Θ̂ˢ_ij)²`` after centring (optional) and normalising each Gram.
+
+    Centred and Frobenius-normalised, the loss is ``2 (1 − CKA)`` of the two Grams (centred kernel
+    alignment): zero for Grams equal up to scale and a constant, insensitive to the shared level
+    that dominates the uncentred loss at initialisation."""
+    prepare = (lambda g: normalise_gram(centre_gram(g), normalise)) if centre else (lambda g: normalise_gram(g, normalise))
+    return (prepare(teacher_gram.detach()) - prepare(student_gram)).square().mean()

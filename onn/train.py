@@ -46,8 +46,10 @@ class TrainConfig:
     ntk_beta: float = 1.0  # weight of the NTK alignment term
     ntk_mode: NtkMode = "probe"
     ntk_probes: int = 2
-    ntk_subbatch: int = 32  # Gram taken on the first samples of each batch
+    ntk_subbatch: int = 32  # Gram on the first samples of each batch, topped up with random training
+    # samples when the batch is smaller (segmentation's batch of 8 would give an 8 x 8 Gram)
     ntk_normalise: Normalise = "trace"
+    ntk_centre: bool = False  # centre both Grams before normalising (CKA-style; onn.losses.ntk_loss)
     ntk_output_pool: int = 8  # segmentation: pool per-pixel logits before the Gram
     max_steps: int | None = None
     seed: int = 0
@@ -168,6 +170,7 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
     # whatever else it draws (NTK probes must not shift the data order).
     noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     probe_generator = torch.Generator().manual_seed(config.seed + 2)
+    topup_generator = torch.Generator().manual_seed(config.seed + 3)
     progress = _Progress(log, label, config, total, steps_per_epoch, start)
     last_epoch = _TermMeans()
     stopper = None if early_stopping is None else _Stopper(early_stopping, model, trainable, task, config, device)
@@ -176,7 +179,8 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
     step = 0
     for step, index in enumerate(_batch_indices(len(images), config.batch_size, total, config.seed), start=1):
         x, y = images[index].to(device), targets[index].to(device)
-        terms = _loss_terms(model, teacher, x, y, task, config, noise_generator, probe_generator, ntk_names)
+        gram_x = _gram_inputs(x, images, config, topup_generator, device) if config.method == "ntkd" else None
+        terms = _loss_terms(model, teacher, x, y, task, config, noise_generator, probe_generator, ntk_names, gram_x)
         _check_finite(terms, label, step, total, schedule.get_last_lr()[0])
         loss = sum(weight * value for weight, value in terms.values())
         optimiser.zero_grad(set_to_none=True)
@@ -291,8 +295,21 @@ class _Progress:
         self.last = now
 
 
-def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator, probe_generator, ntk_names):
-    """{name: (weight, value)} for one batch."""
+def _gram_inputs(x: torch.Tensor, images: torch.Tensor, config: TrainConfig, generator: torch.Generator,
+                 device) -> torch.Tensor:
+    """The NTK Gram's samples: the first ``ntk_subbatch`` of the batch, topped up with random
+    training samples (their own stream: the batches stay the same) when the batch is smaller."""
+    missing = config.ntk_subbatch - len(x)
+    if missing <= 0:
+        return x[:config.ntk_subbatch]
+    extra = torch.randint(len(images), (missing,), generator=generator)
+    return torch.cat([x, images[extra].to(device)])
+
+
+def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator, probe_generator, ntk_names,
+                gram_x=None):
+    """{name: (weight, value)} for one batch; ``gram_x``: the NTK Gram's samples (default: the
+    first ``ntk_subbatch`` of the batch)."""
     out = model(x, generator=noise_generator)
     match config.method:
         case "task":
@@ -303,7 +320,7 @@ def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator
             return {"kd": (1.0, kd_loss(out, teacher_out, y, task, temperature=config.kd_temperature,
                                         alpha=config.kd_alpha))}
         case "ntkd":
-            sub = x[:config.ntk_subbatch]
+            sub = x[:config.ntk_subbatch] if gram_x is None else gram_x
             pool = config.ntk_output_pool if task == "segment" else None
             student_gram = empirical_ntk(model, sub, mode=config.ntk_mode, probes=config.ntk_probes,
                                          names=ntk_names, generator=probe_generator, output_pool=pool)
@@ -311,5 +328,6 @@ def _loss_terms(model, teacher, x, y, task, config: TrainConfig, noise_generator
                 teacher_gram = empirical_ntk(teacher, sub, mode=config.ntk_mode, probes=config.ntk_probes,
                                              generator=probe_generator, output_pool=pool)
             return {"task": (config.ntk_alpha, task_loss(out, y, task)),
-                    "ntk": (config.ntk_beta, ntk_loss(student_gram, teacher_gram, config.ntk_normalise))}
+                    "ntk": (config.ntk_beta, ntk_loss(student_gram, teacher_gram, config.ntk_normalise,
+                                                      config.ntk_centre))}
     raise ValueError(config.method)

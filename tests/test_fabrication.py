@@ -12,12 +12,15 @@ import onn.robustness
 import onn.train
 from onn.data import load_dataset
 from onn.design import Design
-from onn.fabrication import (NO_KERNEL_ERRORS, NO_PHYSICAL_ERRORS, KernelErrors, PhysicalErrors, Realisation,
+from dataclasses import replace
+
+from onn.fabrication import (NO_KERNEL_ERRORS, NO_PHYSICAL_ERRORS, REALISED_KERNEL_ERROR, KernelErrors, PhysicalErrors,
+                             Realisation,
                              default_kernel_errors, fabricate, fabricate_physical, freeze_realised, perturb_halves,
                              perturb_widths, physical_halves, realise, realise_design, shift_bilinear)
 from onn.models import build_hybrid
 from onn.optics.inverse_design import inverse_design
-from onn.optics.psf import normalised_l2_error
+from onn.optics.psf import normalised_l2_error, split_signed
 from onn.robustness import (CompensationConfig, compensate, compensation_subset, draw_generator, make_draw,
                             monte_carlo)
 from onn.teachers import get_teacher
@@ -66,7 +69,7 @@ def test_zero_kernel_errors_are_the_identity_and_the_original_is_untouched(train
 
 def test_errors_with_no_magnitude_only_pad_the_kernel():
     halves = torch.rand(3, 2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
-    errors = KernelErrors(gain_range=(1.0, 1.0), shift_px=1e-9, kernel_sigma_rel=0.0)  # a border, no shift
+    errors = replace(NO_KERNEL_ERRORS, shift_px=1e-9)  # a border, no shift
     out = perturb_halves(halves, errors, torch.Generator().manual_seed(0))
     assert out.shape == (3, 2, 3, 7, 7)
     assert torch.allclose(out[..., 1:-1, 1:-1], halves, atol=1e-6) and out.sum() == pytest.approx(halves.sum())
@@ -83,7 +86,7 @@ def test_kernel_noise_has_the_requested_size():
     halves = torch.nn.functional.relu(torch.randn(8, 2, 1, 7, 7, generator=torch.Generator().manual_seed(0)))
     peak = (halves[:, 0] - halves[:, 1]).abs().flatten(1).amax(1).view(8, 1, 1, 1, 1)
     for sigma in (0.1, 0.2):
-        errors = KernelErrors(gain_range=(1.0, 1.0), shift_px=0.0, kernel_sigma_rel=sigma)
+        errors = replace(NO_KERNEL_ERRORS, kernel_sigma_rel=sigma)
         out = perturb_halves(halves, errors, torch.Generator().manual_seed(1))
         rms = ((out - halves) / peak).square().mean().sqrt()
         assert sigma / 3 < rms < 3 * sigma  # the clamp at 0 shrinks it a little, nothing more
@@ -92,7 +95,7 @@ def test_kernel_noise_has_the_requested_size():
 
 def test_gain_and_shift_keep_the_light_within_the_gain_range():
     halves = torch.rand(6, 2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
-    out = perturb_halves(halves, KernelErrors(gain_range=(0.8, 1.2), shift_px=1.0, kernel_sigma_rel=0.0),
+    out = perturb_halves(halves, replace(NO_KERNEL_ERRORS, gain_range=(0.8, 1.2), shift_px=1.0, gain_shared=False),
                          torch.Generator().manual_seed(2))
     ratio = out.sum((-1, -2)) / halves.sum((-1, -2))  # (n, 2, C)
     assert ((ratio >= 0.8 - 1e-5) & (ratio <= 1.2 + 1e-5)).all() and ratio.std() > 0.01
@@ -103,12 +106,44 @@ def test_a_shared_gain_scales_both_halves_of_a_kernel_alike():
     halves = torch.rand(6, 2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
     gains = {}
     for shared in (False, True):
-        errors = KernelErrors(gain_range=(0.8, 1.2), shift_px=0.0, kernel_sigma_rel=0.0, gain_shared=shared)
+        errors = replace(NO_KERNEL_ERRORS, gain_range=(0.8, 1.2), gain_shared=shared)
         out = perturb_halves(halves, errors, torch.Generator().manual_seed(2))
         gains[shared] = (out.sum((-1, -2)) / halves.sum((-1, -2)))[..., 0]  # (n, 2)
     assert torch.allclose(gains[True][:, 0], gains[True][:, 1])
     assert not torch.allclose(gains[False][:, 0], gains[False][:, 1])
     assert torch.allclose(gains[True][:, 0], gains[False][:, 0])  # the same draw, K⁻ takes K⁺'s gain
+
+
+@pytest.mark.parametrize("colours", [1, 3])
+def test_the_calibrated_distortion_has_the_size_inverse_design_reaches(colours):
+    """The calibrated model's smooth distortion gives every signed kernel exactly the normalised L2
+    error that realised inverse designs measure for the wavelength set (benchmarks: 0.05 / 0.15)."""
+    kernels = torch.randn(10, colours, 7, 7, generator=torch.Generator().manual_seed(0))
+    halves = split_signed(kernels)  # (n, 2, C, 7, 7)
+    calibrated = default_kernel_errors(colours)
+    only_distortion = replace(NO_KERNEL_ERRORS, distortion_rel=calibrated.distortion_rel)
+    out = perturb_halves(halves, only_distortion, torch.Generator().manual_seed(1))
+    error = normalised_l2_error(out[:, 0] - out[:, 1], kernels)  # (n, C)
+    assert calibrated.distortion_rel == REALISED_KERNEL_ERROR[colours]
+    assert torch.allclose(error, torch.full_like(error, calibrated.distortion_rel), rtol=0.02)
+    assert (out >= 0).all() and ((out > 0) <= (halves > 0)).all()  # no light where the design has none
+    # smooth: neighbouring pixels' relative errors are correlated, unlike iid noise
+    eps = (out / halves.clamp(min=1e-6) - 1)[halves > 0.3]
+    assert eps.abs().max() < 1
+
+
+def test_the_calibrated_gain_is_shared_by_a_kernels_halves_up_to_a_small_residual():
+    halves = torch.rand(50, 2, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    errors = replace(default_kernel_errors(1), shift_px=0.0, distortion_rel=0.0)
+    out = perturb_halves(halves, errors, torch.Generator().manual_seed(3))
+    gains = out.sum((-1, -2, -3)) / halves.sum((-1, -2, -3))  # (n, 2)
+    ratio = gains[:, 0] / gains[:, 1]
+    assert gains.min() > 0.8 * 0.98 - 1e-6 and gains.max() < 1.2 * 1.02 + 1e-6 and gains.std() > 0.05
+    assert (ratio - 1).abs().max() <= 1.02 / 0.98 - 1 + 1e-6 and (ratio - 1).abs().max() > 0.005
+    uncalibrated = default_kernel_errors(1, "uncalibrated")
+    assert not uncalibrated.gain_shared and uncalibrated.kernel_sigma_rel == 0.10 and uncalibrated.shift_px == 1.0
+    with pytest.raises(ValueError, match="unknown kernel-error preset"):
+        default_kernel_errors(1, "optimistic")
 
 
 def test_a_sub_pixel_shift_moves_the_centroid_by_the_shift():
@@ -124,8 +159,8 @@ def test_a_sub_pixel_shift_moves_the_centroid_by_the_shift():
 def test_chromatic_blur_spreads_red_and_blue_but_not_green():
     halves = torch.zeros(1, 2, 3, 3, 3)
     halves[..., 1, 1] = 1.0
-    out = perturb_halves(halves, KernelErrors(gain_range=(1.0, 1.0), shift_px=0.0, kernel_sigma_rel=0.0,
-                                              chromatic_blur_px=0.5), torch.Generator(), (635.0, 532.0, 450.0))
+    out = perturb_halves(halves, replace(NO_KERNEL_ERRORS, chromatic_blur_px=0.5), torch.Generator(),
+                         (635.0, 532.0, 450.0))
     centre = out.shape[-1] // 2
     peaks = out[0, 0, :, centre, centre]
     assert peaks[1] == 1.0 and peaks[0] < 0.7 and peaks[2] < 0.7

@@ -155,3 +155,20 @@ def test_layerwise_probe_ntk_equals_the_per_sample_vmap(kind):
     with torch.no_grad():  # a frozen teacher's Gram: no graph, the same numbers
         assert torch.allclose(empirical_ntk(model, x1, mode="probe", probes=2, names=names, output_pool=pool,
                                             generator=torch.Generator().manual_seed(5)), gram, rtol=1e-5)
+
+
+@pytest.mark.parametrize("normalise", ["frobenius", "trace"])
+def test_centred_ntk_loss_ignores_a_constant_and_vanishes_for_equal_grams(normalise, generator):
+    model, x = Tiny(), torch.randn(6, 3, 4, generator=generator)
+    teacher = empirical_ntk(model, x, mode="exact").detach()
+    student = empirical_ntk(Tiny(), torch.randn(6, 3, 4, generator=generator), mode="exact").detach()
+    centred = lambda s, t: float(ntk_loss(s, t, normalise, centre=True))  # noqa: E731
+    assert centred(teacher, teacher.clone()) == pytest.approx(0.0, abs=1e-10)
+    base = centred(student, teacher)
+    assert base > 1e-4
+    for shift in (0.5, 10.0, -3.0):  # a constant on every entry of either Gram changes nothing
+        assert centred(student + shift * student.abs().mean(), teacher) == pytest.approx(base, rel=1e-4)
+        assert centred(student, teacher + shift * teacher.abs().mean()) == pytest.approx(base, rel=1e-4)
+    # uncentred, the same constant moves the loss
+    plain = float(ntk_loss(student, teacher, normalise))
+    assert float(ntk_loss(student + 10 * student.abs().mean(), teacher, normalise)) != pytest.approx(plain, rel=1e-2)

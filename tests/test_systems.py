@@ -17,4 +17,5 @@ def test_every_system_builds(name):
         pytest.skip(f"{system.dataset} needs a local copy")
     model = build_student(system.design, data, seed=0)
     out = model(data.train.tensors[0][:2])
-    assert out.shape == (2, data.n_classes)
+    expected = (2, data.n_classes) if data.task == "classify" else (2, 1, data.image_size, data.image_size)
+    assert out.shape == expected

@@ -1,0 +1,115 @@
+"""Choose KD's α and NTKD's β (and whether to centre the NTK Grams) on validation, per system.
+
+    python -m explore.experiments.transfer_weights --systems mono poly seg --threads 1
+
+For each system, one seed, a short budget: no transfer, KD at every ``--alphas``, NTKD at every
+``--betas``, uncentred (trace-normalised, the loss before 2026-11-30) and centred (Frobenius-
+normalised: 2 (1 − CKA)). Every run trains a freshly initialised hybrid with the same seed, data
+order and steps; the choice is the best validation score, the test score is written beside it for
+the record and never read to choose. Resumable: a run already in ``<out>/transfer_weights.parquet``
+is not repeated. Writes ``transfer_weights.md`` with the table and the chosen weights, which the sweep
+files and Table 3 then use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import polars as pl
+
+from explore.experiments.common import (RunTable, add_run_arguments, command_line, markdown_table,
+                                        parse_and_start)
+from explore.point import design_point
+from explore.systems import SYSTEMS, build_student, load_system
+from onn.train import TrainConfig, fit
+
+# Budgets per system: short, the same for every arm (the ranking of weights, not the level, is the point).
+BUDGETS = {"mono": dict(epochs=2.0), "poly": dict(epochs=4.0), "seg": dict(epochs=3.0, batch_size=8)}
+CHANGES = {"seg": {"backend_width": 64}}  # the decoder of the segmentation experiment (CPU budget)
+
+
+def arms(alphas: list[float], betas: list[float]) -> list[dict]:
+    """Every (method, weights) to train: the knobs of `onn.train.TrainConfig` each arm sets."""
+    out = [dict(method="task")]
+    out += [dict(method="kd", kd_alpha=a) for a in alphas]
+    for centre in (False, True):
+        out += [dict(method="ntkd", ntk_beta=b, ntk_centre=centre, ntk_normalise="frobenius" if centre else "trace")
+                for b in betas]
+    return out
+
+
+def run(systems: list[str], alphas: list[float], betas: list[float], seed: int, out: Path,
+        device: str) -> pl.DataFrame:
+    table = RunTable(out / "transfer_weights.parquet")
+    if table.path.exists():
+        table.rows = pl.read_parquet(table.path).to_dicts()
+    done = {(r["system"], r["arm"]) for r in table.rows}
+    for name in systems:
+        system, data, teacher = load_system(name, device=device)
+        design = design_point(CHANGES.get(name, {}), base=system.design, training={}, seed=0).design
+        base = TrainConfig(seed=seed, log_every_s=120, ntk_subbatch=32, **BUDGETS[name])
+        for knobs in arms(alphas, betas):
+            arm = ", ".join(f"{k}={v}" for k, v in knobs.items())
+            if (name, arm) in done:
+                continue
+            model = build_student(design, data, seed=seed)
+            result = fit(model, data.train, task=data.task, config=dataclasses.replace(base, **knobs),
+                         evaluate_on={"val": data.val, "test": data.test}, teacher=teacher, device=device,
+                         label=f"{name} {arm}")
+            table.add({"system": name, "dataset": system.dataset, "arm": arm, "seed": seed, **{
+                "method": knobs["method"], "kd_alpha": knobs.get("kd_alpha"), "ntk_beta": knobs.get("ntk_beta"),
+                "ntk_centre": knobs.get("ntk_centre"), "val_pct": 100 * result.val_metric,
+                "test_pct": 100 * result.test_metric, "epochs": base.epochs, "steps": result.steps,
+                "train_s": result.seconds}})
+            print(f"{name} {arm}: val {100 * result.val_metric:.2f} % ({result.seconds:.0f} s)", flush=True)
+    return table.frame
+
+
+def chosen(frame: pl.DataFrame) -> dict[str, dict]:
+    """Per system: the best KD arm and the best NTKD arm by validation score (ties: the first)."""
+    out = {}
+    for (name,), group in frame.group_by("system", maintain_order=True):
+        best = {}
+        for method in ("kd", "ntkd"):
+            rows = group.filter(pl.col("method") == method).sort("val_pct", descending=True, maintain_order=True)
+            if len(rows):
+                best[method] = rows.row(0, named=True)
+        out[name] = best
+    return out
+
+
+def markdown(frame: pl.DataFrame, seconds: float, command: str) -> str:
+    lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall)", "",
+             "One seed per arm; chosen by the validation score, the test score beside it for the record.", ""]
+    rows = [[r["system"], r["arm"], f"{r['val_pct']:.2f}", f"{r['test_pct']:.2f}", r["steps"], f"{r['train_s']:.0f}"]
+            for r in frame.iter_rows(named=True)]
+    lines += markdown_table(["system", "arm", "val %", "test % (not used)", "steps", "train s"], rows)
+    lines += ["", "Chosen (by validation):", ""]
+    for name, best in chosen(frame).items():
+        parts = [f"KD {best['kd']['arm']} (val {best['kd']['val_pct']:.2f} %)" if "kd" in best else "",
+                 f"NTKD {best['ntkd']['arm']} (val {best['ntkd']['val_pct']:.2f} %)" if "ntkd" in best else ""]
+        lines.append(f"- {name}: " + "; ".join(p for p in parts if p))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", nargs="+", default=["mono", "poly", "seg"], choices=sorted(SYSTEMS))
+    parser.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.3, 0.5, 0.7, 0.9])
+    parser.add_argument("--betas", nargs="+", type=float, default=[0.01, 0.1, 1.0])
+    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser, "results/transfer_weights")
+    args = parse_and_start(parser, argv)
+    start = time.perf_counter()
+    frame = run(args.systems, args.alphas, args.betas, args.seed, args.out, args.device)
+    text = markdown(frame, time.perf_counter() - start, command_line("explore.experiments.transfer_weights"))
+    (args.out / "transfer_weights.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
