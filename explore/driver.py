@@ -39,7 +39,7 @@ from explore.pareto import non_dominated
 from explore.rows import build_row, outcome_metrics, row_schema
 from explore.runtime import MALLOC_ENV, code_version
 from explore.spec import SweepSpec, spec_to_yaml
-from explore.store import TrialStore, read_trials
+from explore.store import StoreError, TrialStore, read_trials
 from explore.trial import gate_front, run_trial
 
 FRONT_ACTOR = "explore-front-{name}"
@@ -209,19 +209,28 @@ class RowWriter(tune.Callback):
     def __getstate__(self):
         return {**self.__dict__, "_store": None}
 
+    failure: StoreError | None = None  # set when a row could not be written: the sweep stops
+
+    def append(self, row: dict) -> None:
+        try:
+            self.store.append(row)
+        except StoreError as exc:
+            self.failure = exc
+            raise
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "status" not in result:
             return
         metrics = {k: result[k] for k in SCHEMA if k in result}
         metrics.update(trial_id=trial.trial_id, attempts=trial.num_failures + 1, code_version=self.code,
                        seed=self.spec.seed)
-        self.store.append(build_row(self.spec, _params(self.spec, trial.config), metrics))
+        self.append(build_row(self.spec, _params(self.spec, trial.config), metrics))
         if result["status"] == "complete":
             publish_front(self.spec, self.store.read())
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = _error_text(trial)
-        self.store.append(build_row(self.spec, _params(self.spec, trial.config), {
+        self.append(build_row(self.spec, _params(self.spec, trial.config), {
             "trial_id": trial.trial_id, "trial_index": trial.config.get("trial_index"), "status": "failed",
             "reason": reason, "attempts": trial.num_failures, "code_version": self.code, "seed": self.spec.seed}))
         print(f"[sweep] trial {trial.config.get('trial_index')} failed after {trial.num_failures} attempt(s): {reason}",
@@ -236,7 +245,8 @@ class RowWriter(tune.Callback):
                             now - self._start), flush=True)
 
     def on_experiment_end(self, trials, **info):
-        self.store.flush()
+        if self.failure is None:
+            self.store.flush()
 
 
 def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str:
@@ -273,8 +283,17 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
         print(f"{folder} already holds a sweep; use --resume to continue it, or another name/output",
               file=sys.stderr)
         return 2
-    folder.mkdir(parents=True, exist_ok=True)
-    saved.write_text(spec_to_yaml(spec))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        saved.write_text(spec_to_yaml(spec))
+        (folder / "trials").mkdir(exist_ok=True)
+        probe = folder / "trials" / ".writable"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        print(f"cannot write the sweep's results to {folder}: {exc.strerror or exc}; choose another output "
+              f"(--output DIR) or fix its permissions / free space", file=sys.stderr)
+        return 2
 
     _init_ray(address, num_gpus)
     from onn.teachers import get_teacher
@@ -299,7 +318,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
             try:
                 _run_tune(spec, trainable, start)
                 break
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, StoreError):
                 raise
             except Exception as exc:
                 if restart == CONTROLLER_RESTARTS:
@@ -309,8 +328,14 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
                       f"starting it again on the trials still to run ({restart + 1} of {CONTROLLER_RESTARTS})",
                       file=sys.stderr, flush=True)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with the same command and --resume", file=sys.stderr)
+        print("\ninterrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
+    except StoreError as exc:
+        rows = len(read_trials(folder / "trials", row_schema(spec)))
+        print(f"[sweep {spec.name}] stopped: {exc}. The {rows} rows written before stay readable "
+              f"(explore.store.read_trials('{folder / 'trials'}')); fix the folder (permissions, free space) and "
+              f"continue with the same command and --resume", file=sys.stderr)
+        return 1
     finally:
         del board
     frame = read_trials(folder / "trials", row_schema(spec))
@@ -347,7 +372,8 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
               f"({len(requeue)} of them interrupted earlier, rerun with their own parameters)", flush=True)
     searcher = SweepSearch(spec, storage, first_index=first_index, requeue=requeue,
                            sampler=optuna_sampler(spec, resumed_trials=len(study.trials)))
-    callbacks = [RowWriter(spec, code_version())]
+    writer = RowWriter(spec, code_version())
+    callbacks = [writer]
     faults = Faults.from_environment()
     if faults is not None:
         callbacks.append(fault_injector(faults, folder / DRIVER_FAULT_MARK))
@@ -363,7 +389,14 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
                                   storage_path=str(runs), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=spec.budget.max_retries),
                                   callbacks=callbacks))
-    tuner.fit()
+    try:
+        tuner.fit()
+    except Exception:
+        if writer.failure is not None:  # Tune may wrap it; the store's own error says what to do
+            raise writer.failure from None
+        raise
+    if writer.failure is not None:
+        raise writer.failure
 
 
 def _init_ray(address: str | None, num_gpus: int | None = None) -> None:

@@ -143,6 +143,58 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (*HARDWARE, *TRAINING)}
 HARDWARE_NAMES = tuple(p.name for p in HARDWARE)
 
 
+def value_problems(fixed: dict[str, Any], space: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key path, what is wrong) for every ``fixed`` value and every ``space`` entry outside its
+    parameter's domain, found before anything runs: a range must lie inside the domain at both
+    ends (and be of the parameter's kind), a choice may only offer allowed values."""
+    from explore.space import Choice, FloatRange, IntRange  # domains only; no cycle: space imports nothing
+
+    problems = []
+    for name, value in fixed.items():
+        parameter = PARAMETERS.get(name)
+        if parameter is not None and (problem := _train_problem(parameter, value) or parameter.problem(value)):
+            problems.append((f"fixed.{name}", f"{problem} ({name}: {parameter.doc}; allowed: {parameter.allowed()})"))
+    for name, domain in space.items():
+        parameter = PARAMETERS.get(name)
+        if parameter is None:
+            continue
+        where = f"space.{name}"
+        allowed = f"({name}: {parameter.doc}; allowed: {parameter.allowed()})"
+        match domain:
+            case Choice(values=values):
+                for i, value in enumerate(values):
+                    if problem := _train_problem(parameter, value) or parameter.problem(value):
+                        problems.append((f"{where}.values.{i}", f"{problem} {allowed}"))
+            case FloatRange() | IntRange():
+                if parameter.kind in ("str", "bool") or parameter.options is not None:
+                    problems.append((f"{where}.type", f"{name} takes {parameter.allowed()}, not a numeric range; "
+                                                      f"use {{type: choice, values: [...]}}"))
+                    continue
+                if parameter.kind == "int" and isinstance(domain, FloatRange):
+                    problems.append((f"{where}.type", f"{name} is a whole number; use {{type: int, low: "
+                                                      f"{int(domain.low)}, high: {int(domain.high)}}}"))
+                    continue
+                for end in ("low", "high"):
+                    value = getattr(domain, end)
+                    if problem := _train_problem(parameter, value) or parameter.problem(value):
+                        problems.append((f"{where}.{end}", f"{problem} {allowed}"))
+                if parameter.odd and isinstance(domain, IntRange) and (domain.low % 2 == 0 or domain.step % 2):
+                    problems.append((where, f"{name} takes odd values only; use an odd low and step: 2 "
+                                            f"(found low={domain.low}, step={domain.step})"))
+    return problems
+
+
+def _train_problem(parameter: Parameter, value: Any) -> str | None:
+    """A training knob's own check: `TrainConfig` built with the value, its error if it refuses."""
+    if parameter.target != "train" or parameter.problem(value):
+        return None
+    try:
+        TrainConfig(**{parameter.field: parameter.cast(value)})
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
 def markdown_table() -> str:
     """The README's parameter table, derived from `PARAMETERS` (a test keeps the README in sync)."""
     lines = ["| parameter | what it is | values |", "|---|---|---|"]

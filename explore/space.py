@@ -9,6 +9,7 @@ the application converts a domain.
 from __future__ import annotations
 
 import math
+import random
 from typing import Annotated, Any, Literal, Union
 
 import polars as pl
@@ -46,6 +47,11 @@ class FloatRange(Strict):
     @property
     def scale(self) -> str:
         return "log" if self.log else "linear"
+
+    def sample(self, rng: random.Random) -> float:
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return rng.uniform(self.low, self.high)
 
     def grid(self, n: int = 5) -> list[float]:
         """``n`` evenly spaced values (geometrically for a log range), ends included."""
@@ -90,6 +96,11 @@ class IntRange(Strict):
     def scale(self) -> str:
         return "log" if self.log else "linear"
 
+    def sample(self, rng: random.Random) -> int:
+        if self.log:
+            return int(round(math.exp(rng.uniform(math.log(self.low), math.log(self.high)))))
+        return rng.choice(range(self.low, self.high + 1, self.step))
+
     def grid(self, n: int | None = None) -> list[int]:
         return list(range(self.low, self.high + 1, self.step))
 
@@ -121,6 +132,9 @@ class Choice(Strict):
     @property
     def scale(self) -> str:
         return "ordinal" if self.bounds is not None else "nominal"
+
+    def sample(self, rng: random.Random) -> Any:
+        return rng.choice(self.values)
 
     def grid(self, n: int | None = None) -> list[Any]:
         return list(self.values)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -21,7 +22,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from explore.columns import OBJECTIVES, TEST_SCORES, validation_twin
-from explore.parameters import HARDWARE_NAMES, PARAMETERS
+from explore.parameters import HARDWARE_NAMES, PARAMETERS, value_problems
 from explore.space import DOMAIN_TAGS, Choice, Domain, FloatRange, IntRange, Strict
 from onn.data import DATASETS
 from onn.energy import CONSTANTS as ENERGY_CONSTANTS
@@ -179,6 +180,8 @@ class SweepSpec(Strict):
     @field_validator("fixed", mode="before")
     @classmethod
     def _known_fixed(cls, value):
+        if not isinstance(value, dict):
+            return value  # pydantic then says that a mapping is expected
         for key in value:
             _known(key, HARDWARE_NAMES, "fixed parameter (training knobs go under `training`)")
         return value
@@ -186,6 +189,8 @@ class SweepSpec(Strict):
     @field_validator("space", mode="before")
     @classmethod
     def _known_parameters(cls, value):
+        if not isinstance(value, dict):
+            return value
         for key in value:
             _known(key, PARAMETERS, "parameter")
         return value
@@ -196,7 +201,10 @@ class SweepSpec(Strict):
         names = {f.name for f in dataclass_fields(TrainConfig)} - {"seed"}
         for key in value:
             _known(key, names, "training key")
-        TrainConfig(**value)  # types and ranges (raises ValueError with the reason)
+        try:
+            TrainConfig(**value)  # types and ranges
+        except TypeError as exc:  # a value of the wrong type (None, a list, ...) compared with a number
+            raise ValueError(f"a training value has the wrong type ({exc}); see onn.train.TrainConfig") from None
         return value
 
     @field_validator("objectives")
@@ -265,11 +273,17 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
+def _shown(part: Any) -> str:
+    """A key of a key path as written, quoted when it holds anything but word characters."""
+    text = str(part)
+    return text if re.fullmatch(r"[\w.\-]+", text) else repr(part)
+
+
 def _format(error: dict, source: str) -> str:
     loc = tuple(error["loc"])
     # pydantic puts the union tag of a search-space entry in the path; users never wrote it
     shown_loc = [p for i, p in enumerate(loc) if not (i == 2 and loc[0] == "space" and p in DOMAIN_TAGS)]
-    path = ".".join(str(p) for p in shown_loc) or "(top level)"
+    path = ".".join(_shown(p) for p in shown_loc) or "(top level)"
     found = error.get("input")
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc)
@@ -285,14 +299,26 @@ def _format(error: dict, source: str) -> str:
 
 def parse_spec(raw: Any, source: str = "<sweep>") -> SweepSpec:
     """Validate a loaded YAML document; raises `SpecError` naming every bad key."""
-    if not isinstance(raw, dict):
-        raise SpecError(f"{source}: the file must be a mapping of keys (name, task, space, ...), "
-                        f"found {type(raw).__name__}")
+    _check_mapping(raw, source)
     try:
-        return SweepSpec.model_validate(raw)
+        spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
         problems = [_format(e, source) for e in exc.errors()]
         raise SpecError("invalid sweep file:\n  " + "\n  ".join(problems)) from None
+    problems = value_problems(spec.fixed, spec.space)
+    if problems:
+        raise SpecError("invalid sweep file:\n  " + "\n  ".join(f"{source}: {path}: {message}"
+                                                               for path, message in problems))
+    return spec
+
+
+def _check_mapping(raw: Any, source: str) -> None:
+    if raw is None:
+        raise SpecError(f"{source}: the file is empty; a sweep file is a mapping of keys (name, task, space, "
+                        f"objectives, budget, ...): see sweeps/tiny.yaml")
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: the file must be a mapping of keys (name, task, space, objectives, budget, "
+                        f"...), found a {type(raw).__name__}: see sweeps/tiny.yaml")
 
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
@@ -301,15 +327,35 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
     if not path.is_file():
         raise SpecError(f"{path}: no such sweep file (see sweeps/ for examples)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    _check_mapping(raw, str(path))
     for item in overrides:
         if "=" not in item:
             raise SpecError(f"override {item!r} must look like key.path=value, e.g. budget.trials=4")
         key, value = item.split("=", 1)
         _set_path(raw, key.split("."), yaml.safe_load(value))
     return parse_spec(raw, str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key] + 1}); keep one",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
 def _set_path(raw: dict, keys: list[str], value: Any) -> None:

@@ -5,12 +5,16 @@ Layout of ``<folder>/``:
 - ``part-00000.parquet``, ``part-00001.parquet``, ...: immutable part files of bounded size, each
   written to a temporary name and renamed into place (a reader never sees half a file);
 - ``journal.jsonl``: rows not yet in a part file, one JSON object per line, fsynced per row, so a
-  crash loses at most the row being written (a torn last line is ignored).
+  crash loses at most the row being written (a torn last line is ignored);
+- ``flushed/journal-00000.jsonl``, ...: the journal each part was written from, kept: a part file
+  that is later found damaged (truncated by a full disk, a bad copy) is read from its journal
+  instead, with a warning saying so (`repair` rewrites it).
 
-Every row has a unique ``trial_id``. Flushing writes the journal's rows as a new part and then
-empties the journal; a crash between the two leaves a row in both places, so readers keep one row
-per ``trial_id`` (the last written). This is the layout measured in ENVIRONMENT.md: ~1 000 rows a
-part keeps reads fast at 100 k rows, and the journal costs one small append per trial.
+Every row has a unique ``trial_id``. Flushing writes the journal's rows as a new part, checks that
+the part reads back, then moves the journal beside it; a crash in between leaves a row in both
+places, so readers keep one row per ``trial_id`` (the last written). This is the layout measured in
+ENVIRONMENT.md: ~1 000 rows a part keeps reads fast at 100 k rows, and the journal costs one small
+append per trial (the kept journals double the rows' footprint on disk, as JSON).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +31,11 @@ from typing import Any, Mapping
 import polars as pl
 
 JOURNAL = "journal.jsonl"
+FLUSHED = "flushed"
+
+
+class StoreError(OSError):
+    """Rows cannot be written to the store's folder; the message says where and why."""
 
 
 class TrialStore:
@@ -43,7 +53,12 @@ class TrialStore:
         self._last_flush = time.monotonic()
 
     def append(self, row: Mapping[str, Any]) -> None:
-        """Record one row durably (journal + fsync); flush to a part file when due."""
+        """Record one row durably (journal + fsync); flush to a part file when due.
+
+        Raises:
+            StoreError: the folder cannot be written (permissions, a full disk); the rows written
+                before stay readable.
+        """
         unknown = set(row) - set(self.schema)
         if unknown:
             raise KeyError(f"row has columns outside the schema: {sorted(unknown)}")
@@ -51,20 +66,34 @@ class TrialStore:
             raise ValueError("every row needs a trial_id")
         row = {k: _jsonable(v) for k, v in row.items()}  # the part file holds what the journal holds
         line = json.dumps(row)
-        with open(self.folder / JOURNAL, "a") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.folder / JOURNAL, "a") as handle:
+                handle.write(line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StoreError(f"cannot write trial rows to {self.folder / JOURNAL}: {exc.strerror or exc}") from exc
         self._pending.append(row)
         if len(self._pending) >= self.flush_rows or time.monotonic() - self._last_flush > self.flush_s:
             self.flush()
 
     def flush(self) -> None:
-        """Move the journal's rows into a new part file, then empty the journal."""
-        if self._pending:
-            frame = _frame(self._pending, self.schema)
-            _atomic_parquet(frame, self.folder / f"part-{_next_part(self.folder):05d}.parquet")
-        _atomic_text("", self.folder / JOURNAL)
+        """Move the journal's rows into a new part file (checked by reading it back), then keep the
+        journal it came from under ``flushed/`` and start an empty one."""
+        if not self._pending:
+            return
+        number = _next_part(self.folder)
+        part = self.folder / f"part-{number:05d}.parquet"
+        try:
+            _atomic_parquet(_frame(self._pending, self.schema), part)
+            if pl.read_parquet(part).height != len(self._pending):
+                raise OSError(f"{part} read back with the wrong number of rows")
+            (self.folder / FLUSHED).mkdir(exist_ok=True)
+            os.replace(self.folder / JOURNAL, self.folder / FLUSHED / f"journal-{number:05d}.jsonl")
+            _atomic_text("", self.folder / JOURNAL)
+        except OSError as exc:
+            raise StoreError(f"cannot write trial rows to {self.folder}: {getattr(exc, 'strerror', None) or exc}; "
+                             f"they stay in {self.folder / JOURNAL}") from exc
         self._pending = []
         self._last_flush = time.monotonic()
 
@@ -82,7 +111,7 @@ def read_trials(folder: str | Path, schema: Mapping[str, pl.DataType] | None = N
     """
     folder = Path(folder)
     parts = sorted(folder.glob("part-*.parquet"))
-    frames = [pl.read_parquet(p) for p in parts]
+    frames = [f for f in (_read_part(p, schema) for p in parts) if f is not None]
     if schema is None and frames:
         schema = frames[0].schema
     journal = _read_journal(folder / JOURNAL)
@@ -96,6 +125,39 @@ def read_trials(folder: str | Path, schema: Mapping[str, pl.DataType] | None = N
     return frame.unique("trial_id", keep="last", maintain_order=True)
 
 
+def _read_part(path: Path, schema: Mapping[str, pl.DataType] | None) -> pl.DataFrame | None:
+    """A part file, or its rows from the journal it was written from when the file is damaged
+    (saying so on stderr); None if neither can be read (also said)."""
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # polars/pyarrow raise several kinds for a truncated or corrupt file
+        journal = path.parent / FLUSHED / f"journal-{path.stem.split('-')[1]}.jsonl"
+        rows = _read_journal(journal)
+        if rows and schema is not None:
+            print(f"[store] {path.name} is damaged ({type(exc).__name__}: {str(exc)[:120]}); its {len(rows)} rows "
+                  f"were read from {journal.relative_to(path.parent)} instead (explore.store.repair rewrites the part)",
+                  file=sys.stderr)
+            return _frame(rows, schema)
+        print(f"[store] {path.name} is damaged ({type(exc).__name__}) and has no journal to recover it from; "
+              f"its rows are missing", file=sys.stderr)
+        return None
+
+
+def repair(folder: str | Path, schema: Mapping[str, pl.DataType]) -> list[Path]:
+    """Rewrite every damaged part file from its kept journal; returns the parts rewritten."""
+    folder = Path(folder)
+    fixed = []
+    for path in sorted(folder.glob("part-*.parquet")):
+        try:
+            pl.read_parquet(path)
+        except Exception:
+            rows = _read_journal(folder / FLUSHED / f"journal-{path.stem.split('-')[1]}.jsonl")
+            if rows:
+                _atomic_parquet(_frame(rows, schema), path)
+                fixed.append(path)
+    return fixed
+
+
 def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """``frame`` cast to ``schema``; a column that a part written by older code lacks reads as nulls."""
     missing = [pl.lit(None, dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
@@ -103,16 +165,24 @@ def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataF
 
 
 def compact(folder: str | Path, schema: Mapping[str, pl.DataType]) -> None:
-    """Merge all part files into one (readers in between see duplicates, which they drop)."""
+    """Merge all part files into one, and their kept journals into its journal (readers in between
+    see duplicates, which they drop)."""
     folder = Path(folder)
     parts = sorted(folder.glob("part-*.parquet"))
     if len(parts) < 2:
         return
     merged = pl.concat([_conform(pl.read_parquet(p), schema) for p in parts], how="diagonal_relaxed")
     merged = merged.unique("trial_id", keep="last", maintain_order=True)
-    _atomic_parquet(merged, folder / f"part-{_next_part(folder):05d}.parquet")
-    for part in parts:
+    number = _next_part(folder)
+    journals = [folder / FLUSHED / f"journal-{p.stem.split('-')[1]}.jsonl" for p in parts]
+    kept = [line for j in journals if j.exists() for line in j.read_text().splitlines()]
+    if kept:
+        (folder / FLUSHED).mkdir(exist_ok=True)
+        _atomic_text("\n".join(kept) + "\n", folder / FLUSHED / f"journal-{number:05d}.jsonl")
+    _atomic_parquet(merged, folder / f"part-{number:05d}.parquet")
+    for part, journal in zip(parts, journals):
         part.unlink()
+        journal.unlink(missing_ok=True)
 
 
 def _frame(rows: list[dict], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:

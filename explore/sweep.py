@@ -17,9 +17,11 @@ import os
 import sys
 
 from explore.columns import BY_NAME
+from explore.feasibility import feasibility
 from explore.parameters import PARAMETERS
 from explore.runtime import ensure_malloc_env
 from explore.spec import SpecError, SweepSpec, load_spec
+from onn.data import DatasetError
 
 
 def planned(spec: SweepSpec) -> str:
@@ -74,6 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     print(planned(spec), flush=True)
+    try:
+        report = feasibility(spec)
+    except DatasetError as exc:
+        print(f"{args.spec}: task.dataset: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary(), flush=True)
+    if report.infeasible == report.samples:
+        print(f"{args.spec}: every sampled design is infeasible; change the space (see the reasons above) "
+              f"before spending a sweep on it", file=sys.stderr)
+        return 2
     if args.dry_run:
         return 0
     ensure_malloc_env()

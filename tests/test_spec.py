@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from explore.parameters import HARDWARE
 from explore.point import base_design, design_point
 from explore.spec import SpecError, load_spec, parse_spec
 
@@ -73,6 +74,44 @@ MALFORMED = [
 ]
 
 
+def _out_of_domain(parameter):
+    """A value outside the parameter's domain, and what the refusal says about it."""
+    if parameter.options is not None:
+        return "no-such-option", "must be one of"
+    if parameter.high is not None:
+        return parameter.high * 10 + 1, "must be <="
+    if parameter.positive:
+        return -1.0, "must be > 0"
+    return -1, "must be >="
+
+
+# Every hardware parameter's domain, as a fixed value and as each end of a range / a choice value.
+DOMAIN_CASES = []
+for _p in HARDWARE:
+    _bad, _says = _out_of_domain(_p)
+    DOMAIN_CASES.append((f"fixed/{_p.name}", _bad, f"fixed.{_p.name}: {_says}"))
+    DOMAIN_CASES.append((f"space/{_p.name}", {"type": "choice", "values": [_bad]}, f"space.{_p.name}.values.0: {_says}"))
+    if _p.kind in ("int", "float") and _p.options is None:
+        kind = "int" if _p.kind == "int" else "float"
+        good = _p.low if _p.low is not None and _p.low > 0 else 1
+        if _p.odd:
+            good = 3
+        low, high = (_bad, good) if not isinstance(_bad, str) and _bad < good else (good, _bad)
+        end = "low" if low == _bad else "high"
+        DOMAIN_CASES.append((f"space/{_p.name}", {"type": kind, "low": low, "high": high}, f"space.{_p.name}.{end}: {_says}"))
+MALFORMED += [
+    ("space/mask_res", {"type": "float", "low": 96.0, "high": 160.0}, "mask_res is a whole number; use {type: int"),
+    ("space/wavelengths", {"type": "float", "low": 1.0, "high": 2.0}, "not a numeric range; use {type: choice"),
+    ("space/backend_depth", {"type": "float", "low": 1.0, "high": 4.0}, "backend_depth is a whole number; use {type: int"),
+    ("space/mask_res", {"type": "int", "low": 96, "high": 160, "step": 30}, "must be a multiple of `step`"),
+    ("space/mask_res", {"type": "int", "low": 96, "high": 160, "step": 32, "log": True}, "both `log: true` and `step: 32`"),
+    ("space/backend_width", {"type": "choice", "values": [8, 8]}, "`values` repeat an entry"),
+    ("space/train.ntk_mode", {"type": "choice", "values": ["probe", "fast"]}, "space.train.ntk_mode.values.1: must be one of"),
+    ("space/train.lr", {"type": "float", "low": -0.1, "high": 0.1}, "space.train.lr.low: need epochs > 0"),
+    ("space/train.batch_size", {"type": "int", "low": 0, "high": 64}, "space.train.batch_size.low"),
+]
+
+
 @pytest.mark.parametrize("path, value, fragment", MALFORMED, ids=[m[0] + "=" + str(m[1])[:20] for m in MALFORMED])
 def test_malformed_files_are_refused_with_the_key_and_the_fix(path, value, fragment):
     with pytest.raises(SpecError) as info:
@@ -81,9 +120,41 @@ def test_malformed_files_are_refused_with_the_key_and_the_fix(path, value, fragm
     assert "sweeps/bad.yaml" in message and fragment in message, message
 
 
-def test_not_a_mapping_and_bad_yaml_and_missing_file(tmp_path):
+@pytest.mark.parametrize("path, value, fragment", DOMAIN_CASES, ids=[c[0] + "=" + str(c[1])[:24] for c in DOMAIN_CASES])
+def test_every_parameters_domain_is_checked_before_anything_runs(path, value, fragment):
+    section, name = path.split("/")
+    raw = mutate(path, value)
+    other = "space" if section == "fixed" else "fixed"
+    raw[other].pop(name, None)  # the parameter in one section only: the domain is what is wrong
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw, "sweeps/bad.yaml")
+    assert fragment in str(info.value), str(info.value)
+
+
+def test_an_odd_only_parameter_refuses_a_range_with_even_values():
+    raw = mutate("space/kernel_size", {"type": "int", "low": 3, "high": 7})
+    del raw["fixed"]["kernel_size"]
+    with pytest.raises(SpecError, match="kernel_size takes odd values only; use an odd low and step: 2"):
+        parse_spec(raw, "x.yaml")
+    raw["space"]["kernel_size"]["step"] = 2
+    assert parse_spec(raw, "x.yaml").space["kernel_size"].grid() == [3, 5, 7]
+
+
+def test_there_are_forty_malformed_cases_covering_every_parameter():
+    assert len(MALFORMED) + len(DOMAIN_CASES) >= 40
+    covered = {path.split("/")[1] for path, _, _ in DOMAIN_CASES}
+    assert {p.name for p in HARDWARE} <= covered
+
+
+def test_not_a_mapping_empty_duplicate_keys_bad_yaml_and_missing_file(tmp_path):
     with pytest.raises(SpecError, match="must be a mapping"):
         parse_spec(["a", "list"], "x.yaml")
+    for text, fragment in (("", "the file is empty"), ("- name\n- task\n", "found a list"), ("42\n", "found a int"),
+                           ("name: a\nname: b\n", "key 'name' appears twice")):
+        path = tmp_path / "f.yaml"
+        path.write_text(text)
+        with pytest.raises(SpecError, match=fragment):
+            load_spec(path, ["budget.trials=2"])  # overrides on a broken file: still the clear error
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
@@ -137,3 +208,54 @@ def test_the_readme_tables_are_the_generated_ones():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert generated(readme, "metrics") == metric_table()
     assert generated(readme, "parameters") == parameter_table()
+
+
+# --- property: any mutation of a shipped sweep file validates or is refused with a key path ---------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SHIPPED = {p.stem: yaml.safe_load(p.read_text()) for p in SWEEPS}
+ODD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                       st.text(max_size=8), st.lists(st.integers(), max_size=3),
+                       st.dictionaries(st.text(max_size=6), st.integers(), max_size=2))
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, prefix + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _paths(value, prefix + (i,))
+
+
+@st.composite
+def mutants(draw):
+    name = draw(st.sampled_from(sorted(SHIPPED)))
+    raw = copy.deepcopy(SHIPPED[name])
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(raw) if p]
+        path = draw(st.sampled_from(paths))
+        parent = raw
+        for key in path[:-1]:
+            parent = parent[key]
+        action = draw(st.sampled_from(["delete", "replace", "add"]))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "replace":
+            parent[path[-1]] = draw(ODD_VALUES)
+        elif isinstance(parent, dict):
+            parent[draw(st.text(min_size=1, max_size=8))] = draw(ODD_VALUES)
+    return raw
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutants())
+def test_a_mutated_sweep_file_validates_or_names_the_key(raw):
+    try:
+        parse_spec(raw, "mutant.yaml")
+    except SpecError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip() and line.strip() != "invalid sweep file:"]
+        assert lines and all(line.startswith("mutant.yaml: ") and line.count(":") >= 2 for line in lines), str(exc)

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from explore.store import JOURNAL, TrialStore, compact, read_trials
+from explore.store import JOURNAL, StoreError, TrialStore, compact, read_trials, repair
 
 SCHEMA = {"trial_id": pl.String, "status": pl.String, "accuracy": pl.Float64, "n_kernels": pl.Int64}
 
@@ -82,3 +82,40 @@ def test_compaction_keeps_every_row_once(tmp_path):
     compact(tmp_path, SCHEMA)
     assert len(list(tmp_path.glob("part-*.parquet"))) == 1
     assert sorted(read_trials(tmp_path)["trial_id"].to_list()) == [f"t{i}" for i in range(7)]
+
+
+def test_a_truncated_part_file_is_read_from_its_journal_and_repaired(tmp_path, capsys):
+    store = TrialStore(tmp_path, SCHEMA, flush_rows=3)
+    for i in range(7):
+        store.append(row(i))
+    parts = sorted(tmp_path.glob("part-*.parquet"))
+    assert len(parts) == 2 and (tmp_path / "flushed" / "journal-00000.jsonl").exists()
+    data = parts[0].read_bytes()
+    parts[0].write_bytes(data[: len(data) // 2])  # truncated mid-write (a full disk, a bad copy)
+    frame = read_trials(tmp_path, SCHEMA)
+    assert sorted(frame["trial_id"].to_list()) == [f"t{i}" for i in range(7)]  # nothing lost
+    assert "part-00000.parquet is damaged" in capsys.readouterr().err
+    assert repair(tmp_path, SCHEMA) == [parts[0]]
+    assert pl.read_parquet(parts[0])["trial_id"].to_list() == ["t0", "t1", "t2"]
+    compact(tmp_path, SCHEMA)  # one part, one journal: a later damage is still recoverable
+    (part,) = tmp_path.glob("part-*.parquet")
+    assert len((tmp_path / "flushed" / f"journal-{part.stem.split('-')[1]}.jsonl").read_text().splitlines()) == 6
+
+
+def test_a_full_disk_is_a_clear_error_and_the_rows_so_far_stay(tmp_path, monkeypatch):
+    import errno
+
+    import explore.store
+
+    store = TrialStore(tmp_path, SCHEMA, flush_rows=2)
+    for i in range(3):
+        store.append(row(i))  # two in a part, one in the journal
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(explore.store, "open", full, raising=False)
+    with pytest.raises(StoreError, match="cannot write trial rows to .*No space left on device"):
+        store.append(row(3))
+    monkeypatch.undo()
+    assert sorted(read_trials(tmp_path, SCHEMA)["trial_id"].to_list()) == ["t0", "t1", "t2"]

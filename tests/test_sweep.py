@@ -216,3 +216,10 @@ def test_a_gpu_request_reaches_rays_resources_and_the_trials_device(tmp_path, mo
     frame = rows(tmp_path, overrides)
     assert len(frame) == 2 and set(frame["ray_gpu_ids"]) == {"0"}, frame.select("trial_index", "ray_gpu_ids", "device")
     assert set(frame["device"]) == {"cuda" if torch.cuda.is_available() else "cpu"}
+
+
+def test_an_unwritable_results_folder_is_refused_before_ray(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, out = sweep(blocker, "budget.trials=1")  # output=<a file>: its sweep folder cannot be made
+    assert code == 2 and "cannot write the sweep's results to" in out and "Started a local Ray" not in out
