@@ -22,6 +22,7 @@ import polars as pl
 from explore.analysis import ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_TEST
 from explore.columns import BY_NAME
 from explore.columns import title as column_title
+from onn.energy import format_energy
 
 HEIGHT = 400  # of the front chart, px
 MAX_POINTS = 4000  # rows embedded per dataset, below Altair's 5 000-row guard
@@ -43,9 +44,31 @@ STAGES = (("accuracy_ideal", "ideal simulation"), ("accuracy_realised", "realise
           ("accuracy_fabricated", "fabricated, as made"), ("accuracy_compensated", "fabricated, compensated"))
 
 
+# Energies are stored in pJ and shown in the SI unit their size calls for (pJ ... J), as
+# `onn.energy.format_energy` does in tables and in the terminal.
+ENERGY_LABEL_EXPR = ("datum.value >= 1e12 ? format(datum.value / 1e12, '.3~g') + ' J' : "
+                     "datum.value >= 1e9 ? format(datum.value / 1e9, '.3~g') + ' mJ' : "
+                     "datum.value >= 1e6 ? format(datum.value / 1e6, '.3~g') + ' µJ' : "
+                     "datum.value >= 1e3 ? format(datum.value / 1e3, '.3~g') + ' nJ' : "
+                     "format(datum.value, '.3~g') + ' pJ'")
+
+
+def is_energy(column: str) -> bool:
+    return column.endswith("_pj")
+
+
 def label(column: str) -> str:
-    """Axis title: what the column is, with its unit (`explore.columns`)."""
+    """Axis title: what the column is, with its unit (`explore.columns`); energies carry their unit
+    on every tick label instead (`axis`)."""
+    if is_energy(column):
+        known = BY_NAME.get(column)
+        return (known.label or known.doc) if known else column
     return column_title(column)
+
+
+def axis(column: str, **kwargs) -> alt.Axis:
+    """An axis for ``column``: energies labelled in auto-scaled SI units."""
+    return alt.Axis(labelExpr=ENERGY_LABEL_EXPR, **kwargs) if is_energy(column) else alt.Axis(**kwargs)
 
 
 def title_of(column: str) -> str:
@@ -103,9 +126,9 @@ def front_chart(points: pl.DataFrame, *, x: str, y: str, ideal: str, x_direction
     scale = {name: alt.Scale(type="ordinal", domain=roles, range=[styles[r][i] for r in roles])
              for i, name in enumerate(("fill", "stroke", "shape", "opacity", "size"))}
     log = _log_scale(pl.concat([points[x].cast(pl.Float64), pl.Series([digital_pj], dtype=pl.Float64)]))
-    x_enc = alt.X(field=field(x), type="quantitative", title=label(x),
+    x_enc = alt.X(field=field(x), type="quantitative", title=label(x), axis=axis(x),
                   scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
-    y_enc = alt.Y(field="y_plotted", type="quantitative", title=label(y), scale=alt.Scale(zero=False))
+    y_enc = alt.Y(field="y_plotted", type="quantitative", title=label(y), axis=axis(y), scale=alt.Scale(zero=False))
     legend = alt.Legend(title=None, orient="bottom", columns=2, labelLimit=0)
     style = dict(fill=alt.Fill("role:N", scale=scale["fill"], legend=legend),
                  stroke=alt.Stroke("role:N", scale=scale["stroke"], legend=legend),
@@ -128,7 +151,7 @@ def front_chart(points: pl.DataFrame, *, x: str, y: str, ideal: str, x_direction
         base.transform_filter(is_(ROLE_FRONT)).mark_point(strokeWidth=1).encode(**style),
     ]
     if digital_pj is not None:
-        rule = alt.Chart(pl.DataFrame({x: [digital_pj], "text": [f"all-digital median: {digital_pj:,.4g} pJ"]}))
+        rule = alt.Chart(pl.DataFrame({x: [digital_pj], "text": [f"all-digital median: {format_energy(digital_pj)}"]}))
         layers += [rule.mark_rule(color="#2c3e50", strokeDash=[6, 4]).encode(x=x_enc),
                    # bottom right of the rule: the corner a front of (max accuracy, min energy) leaves empty
                    rule.mark_text(align="left", dx=4, dy=-4, baseline="bottom", color="#2c3e50", fontSize=11)
@@ -216,9 +239,22 @@ def parameter_chart(rows: pl.DataFrame, *, params: Sequence[str], objectives: Se
                   .mark_point(filled=True, size=18, opacity=0.55)
                   .encode(x=x, y=alt.Y(field=objective, type="quantitative", title=objective,
                                        scale=alt.Scale(type="log") if _log_scale(rows[objective]) else
-                                       alt.Scale(zero=False), axis=alt.Axis(tickCount=4)),
+                                       alt.Scale(zero=False), axis=axis(objective, tickCount=4)),
                           color=colour, tooltip=tooltips(rows, ["trial_id", param, objective]))
                   .properties(width=150, height=110) for objective in objectives]
         columns.append(alt.vconcat(*panels))
     return alt.concat(*columns, columns=4).properties(title=alt.Title(title, subtitle=list(subtitle),
                                                                       anchor="start"))
+
+
+def learning_chart(curves: pl.DataFrame, *, title: str, subtitle: Sequence[str]) -> alt.HConcatChart:
+    """Per front design (``design``): validation accuracy and mean training loss per epoch."""
+    base = alt.Chart(curves).encode(x=alt.X("epoch:Q", title="epoch"),
+                                    color=alt.Color("design:N", title="front design", legend=alt.Legend(orient="bottom")),
+                                    tooltip=tooltips(curves, curves.columns))
+    accuracy = base.mark_line(point=True).encode(y=alt.Y("val:Q", title="validation accuracy (0-1)",
+                                                         scale=alt.Scale(zero=False)))
+    loss = base.mark_line(point=True).encode(y=alt.Y("loss:Q", title="mean training loss over the epoch",
+                                                     scale=alt.Scale(type="log")))
+    return alt.hconcat(accuracy.properties(width=300, height=220), loss.properties(width=300, height=220)).properties(
+        title=alt.Title(title, subtitle=list(subtitle), anchor="start"))

@@ -107,6 +107,7 @@ COLUMNS: tuple[Column, ...] = (
     *_scores("accuracy_ideal", "accuracy in ideal simulation"),
     Column("train_s", pl.Float64, "training time", unit="s", objective="min"),
     Column("train_steps", pl.Int64, "optimiser steps of training"),
+    Column("train_curve", pl.String, "learning curve: JSON [[epoch, mean train loss, validation accuracy], ...]"),
     # physical realisation of the trained kernels at the design's mask resolution
     Column("realised_kernel_error", pl.Float64, "normalised L2 error of the realised signed kernels, mean"),
     Column("realised_design_error", pl.Float64, "normalised L2 error of the realised PSFs on the sensor grid, mean"),
@@ -130,7 +131,7 @@ BOOKKEEPING = ("trial_id", "trial_index", "sweep", "status", "reason", "stage", 
                "code_version", "host", "node_ip", "pid", "device", "ray_gpu_ids", "started_unix_s",
                "finished_unix_s")
 # The design's own numbers: tooltips and the front export (per-stage timings left out).
-METRIC_COLUMNS = tuple(c.name for c in COLUMNS if c.name not in BOOKKEEPING
+METRIC_COLUMNS = tuple(c.name for c in COLUMNS if c.name not in BOOKKEEPING and c.name != "train_curve"
                        and not (c.name.startswith("t_") and c.name != "t_total_s"))
 
 

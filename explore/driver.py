@@ -13,6 +13,7 @@ is told its result; then Tune runs exactly the trials still missing from the bud
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -41,6 +42,7 @@ from explore.runtime import MALLOC_ENV, code_version
 from explore.spec import SweepSpec, spec_to_yaml
 from explore.store import StoreError, TrialStore, read_trials
 from explore.trial import gate_front, run_trial
+from onn.energy import format_energy
 
 FRONT_ACTOR = "explore-front-{name}"
 STUDY_FILE = "study.journal"
@@ -260,7 +262,9 @@ def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str
     if len(complete) and all(m in complete.columns for m in spec.metrics):
         values = complete.select(spec.metrics).to_numpy()
         front = values[non_dominated(values, spec.directions)]
-        best = " front: " + "; ".join(", ".join(f"{v:.3g}" for v in p) for p in front[:4])
+        shown = lambda metric, v: format_energy(v) if metric.endswith("_pj") else f"{v:.3g}"  # noqa: E731
+        best = (f" front ({', '.join(spec.metrics)}): "
+                + "; ".join(", ".join(shown(m, v) for m, v in zip(spec.metrics, p)) for p in front[:4]))
     return (f"[sweep {spec.name}] {done}/{spec.budget.trials} done ({counts['complete']} complete, "
             f"{counts['pruned']} pruned, {counts['infeasible']} infeasible, {counts['failed']} failed), "
             f"{running} running, {elapsed_s / 60:.1f} min elapsed, {eta}.{best}")
@@ -295,7 +299,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
               f"(--output DIR) or fix its permissions / free space", file=sys.stderr)
         return 2
 
-    _init_ray(address, num_gpus)
+    _init_ray(address, num_gpus, compile_sensor=spec.budget.compile)
     from onn.teachers import get_teacher
 
     teacher, info = get_teacher(spec.task.dataset, spec.task.teacher, seed=0, root=spec.task.root)
@@ -399,11 +403,14 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
         raise writer.failure
 
 
-def _init_ray(address: str | None, num_gpus: int | None = None) -> None:
-    env = {**MALLOC_ENV, "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
-    for name in (FAULT_ENV, "ONN_COMPILE"):  # test hooks and the opt-in compiled sensor reach the workers
-        if os.environ.get(name):
-            env[name] = os.environ[name]
+def _init_ray(address: str | None, num_gpus: int | None = None, *, compile_sensor: bool = True) -> None:
+    env = {**MALLOC_ENV, "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "ONN_COMPILE": "1" if compile_sensor else "0"}
+    if os.environ.get(FAULT_ENV):  # the fault-tolerance tests' hooks reach the workers
+        env[FAULT_ENV] = os.environ[FAULT_ENV]
+    job = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job:  # inside `ray job submit`: the job's own environment variables win (Ray refuses a clash)
+        job_env = (json.loads(job).get("runtime_env") or {}).get("env_vars") or {}
+        env = {key: value for key, value in env.items() if key not in job_env}
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:

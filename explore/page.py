@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import polars as pl
 
+from onn.energy import format_energy
+
 
 @dataclass(frozen=True)
 class Section:
@@ -45,8 +47,10 @@ def table(frame: pl.DataFrame, columns: Sequence[str], titles: dict[str, str] | 
     body = []
     for row in frame.select(columns).iter_rows():
         cells = []
-        for value in row:
-            if isinstance(value, float):
+        for column, value in zip(columns, row):
+            if isinstance(value, float) and column.endswith("_pj"):  # energies in the unit their size calls for
+                cells.append(f'<td data-v="{value!r}">{format_energy(value)}</td>')
+            elif isinstance(value, float):
                 cells.append(f'<td data-v="{value!r}">{value:.4g}</td>')
             elif isinstance(value, int):  # bool too
                 cells.append(f'<td data-v="{int(value)}">{html.escape(str(value))}</td>')

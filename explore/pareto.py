@@ -1,17 +1,18 @@
 """Pareto analysis as pure functions on ``(n_trials, n_objectives)`` arrays with directions.
 
 Every objective is first turned into "lower is better" (`as_losses`); rows with a NaN objective
-are not candidates (a trial that did not finish never sits on the front). Hypervolume comes from
-Optuna's WFG implementation (`optuna._hypervolume.compute_hypervolume`: private in Optuna 5, so it
-is imported in one place, here) against an explicit reference point that callers record.
+are not candidates (a trial that did not finish never sits on the front). Non-dominated sorting and
+the hypervolume come from moocore (`moocore.is_nondominated`, `moocore.hypervolume`: a maintained
+library of multi-objective quality indicators), against an explicit reference point that callers
+record.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import moocore
 import numpy as np
-from optuna._hypervolume import compute_hypervolume
 
 
 def as_losses(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -32,11 +33,8 @@ def non_dominated(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     losses = as_losses(values, directions)
     valid = ~np.isnan(losses).any(axis=1)
     mask = np.zeros(len(losses), dtype=bool)
-    candidates = losses[valid]
-    # b dominates a  <=>  all(b <= a) and any(b < a); (n, n) comparisons, fine for sweeps of 10^4.
-    no_worse = (candidates[None, :, :] <= candidates[:, None, :]).all(-1)  # [a, b]: b no worse than a
-    better = (candidates[None, :, :] < candidates[:, None, :]).any(-1)
-    mask[valid] = ~(no_worse & better).any(axis=1)
+    if valid.any():
+        mask[valid] = moocore.is_nondominated(losses[valid], keep_weakly=True)
     return mask
 
 
@@ -57,7 +55,7 @@ def hypervolume(values: np.ndarray, directions: Sequence[str], reference: np.nda
     keep = np.isfinite(losses).all(axis=1) & (losses < reference).all(axis=1)
     if not keep.any():
         return 0.0
-    return float(compute_hypervolume(losses[keep], np.asarray(reference, dtype=float)))
+    return float(moocore.hypervolume(losses[keep], ref=np.asarray(reference, dtype=float)))
 
 
 def hypervolume_history(values: np.ndarray, directions: Sequence[str], reference: np.ndarray) -> np.ndarray:

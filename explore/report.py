@@ -34,6 +34,7 @@ SELECTION_NOTE = ("Designs are chosen on validation: the objectives, the front, 
                   "shown beside them; they were never used to choose.")
 from explore.charts import STAGES
 from onn.data import TASKS
+from onn.energy import format_energy
 from explore.spec import Choice, FloatRange, IntRange
 
 MAX_ROBUSTNESS = 60  # front designs drawn on the robustness chart (lowest energy first)
@@ -84,11 +85,10 @@ def _front(a: Analysis):
     digital = a.rows["energy_all_digital_pj"].drop_nulls() if a.x == "energy_pj" else pl.Series([])
     step = len(a.spec.metrics) == 2 and set(a.spec.metrics) == {a.x, a.y}
     x_direction = dict(zip(a.spec.metrics, a.spec.directions)).get(a.x, "min")
-    title = (f"Pareto front: {charts.title_of(a.y)} vs {charts.title_of(a.x)}"
-             + (" (pJ)" if a.x == "energy_pj" else ""))
+    title = f"Pareto front: {charts.title_of(a.y)} vs {charts.title_of(a.x)}"
     if digital.len():
         notes.append(f"The dashed vertical rule is the median all-digital energy over {digital.len()} designs "
-                     f"({digital.median():.4g} pJ): the same network with its convolution done digitally "
+                     f"({format_energy(digital.median())}): the same network with its convolution done digitally "
                      f"(`energy_all_digital_pj`); each design's own value is in its tooltip.")
     if counts["complete"] and not len(a.front):
         notes.append("No complete design has every objective value: there is no front yet.")
@@ -107,7 +107,8 @@ def _hypervolume(a: Analysis):
     if len(history) > charts.MAX_POINTS:  # more improvements than Altair embeds: every k-th, and the last
         every = -(-len(history) // charts.MAX_POINTS) + 1
         history = pl.concat([history.gather_every(every), history.tail(1)]).unique("trials", maintain_order=True)
-    reference = ", ".join(f"{m} = {v:.4g}" for m, v in a.reference.items())
+    reference = ", ".join(f"{m} = {format_energy(v) if m.endswith('_pj') else f'{v:.4g}'}"
+                          for m, v in a.reference.items())
     subtitle = [f"Reference point: {reference} (nadir of the complete trials + 10% of their range).",
                 f"Final hypervolume {a.hypervolume:.4g}; trials in finishing order; compute = sum of t_total_s."]
     chart = charts.hypervolume_chart(history, compute=f"compute_{unit}", units=" × ".join(a.spec.metrics),
@@ -137,9 +138,10 @@ def _calibration(a: Analysis):
 def _robustness(a: Analysis):
     if not len(a.front):
         return None, ["No front designs yet: no robustness chart."]
-    unit = " pJ" if a.x == "energy_pj" else ""
+    shown = (pl.col(a.x).map_elements(format_energy, return_dtype=pl.String) if a.x.endswith("_pj")
+             else pl.col(a.x).round_sig_figs(3).cast(pl.String))
     front = a.front.head(MAX_ROBUSTNESS).with_columns(  # sorted by x: designs read along the front
-        design=pl.format("#{} ({}{})", pl.col("trial_index"), pl.col(a.x).round_sig_figs(3), pl.lit(unit)))
+        design=pl.format("#{} ({})", pl.col("trial_index"), shown))
     split = split_of(a.y)
     stages = [(i, f"{stem}_{split}", name) for i, (stem, name) in enumerate(STAGES) if f"{stem}_{split}" in front.columns]
     long = pl.concat([front.select(
@@ -154,6 +156,22 @@ def _robustness(a: Analysis):
     if len(a.front) > MAX_ROBUSTNESS:
         subtitle.append(f"The {MAX_ROBUSTNESS} lowest-{a.x} of {len(a.front)} front designs.")
     return charts.robustness_chart(long, title="Robustness of the front designs", subtitle=subtitle), []
+
+
+def _learning(a: Analysis):
+    if not len(a.front) or "train_curve" not in a.front.columns:
+        return None, ["No front designs with a learning curve yet."]
+    rows = []
+    for row in a.front.head(MAX_ROBUSTNESS).iter_rows(named=True):
+        for epoch, loss, val in json.loads(row["train_curve"] or "[]"):
+            rows.append({"design": f"#{row['trial_index']}", "trial_id": row["trial_id"], "epoch": epoch,
+                         "loss": loss, "val": val})
+    if not rows:
+        return None, ["The front designs carry no learning curve (rows written before 2026-11-30)."]
+    subtitle = ["Each front design's training: validation accuracy at the end of every epoch (the curve the",
+                "sweep's choice does not look at until training ends) and the mean training loss over it."]
+    return charts.learning_chart(pl.DataFrame(rows), title="Learning curves of the front designs",
+                                 subtitle=subtitle), []
 
 
 def _parameters(a: Analysis):
@@ -181,6 +199,7 @@ def _parameters(a: Analysis):
 
 SECTIONS = (("front", "Pareto front", _front), ("hypervolume", "Hypervolume", _hypervolume),
             ("calibration", "Estimator calibration", _calibration), ("robustness", "Robustness", _robustness),
+            ("learning", "Learning curves", _learning),
             ("parameters", "Parameters", _parameters))
 
 
@@ -204,6 +223,7 @@ def export_front(a: Analysis, folder: Path) -> tuple[Path, Path]:
                 "test": {twin: {"value": row[twin], "validation": m, "gap": _gap(row[m], row[twin])}
                          for m, twin in twins.items()},
                 "metrics": {m: row[m] for m in METRIC_COLUMNS},
+                "train_curve": json.loads(row["train_curve"]) if row.get("train_curve") else None,
                 "provenance": {k: row[k] for k in ("seed", "config_hash", "code_version")}}
                for row in a.front.iter_rows(named=True)]
     document = {"sweep": a.spec.name, "generated_unix_s": time.time(), "chosen_on": "validation",

@@ -7,6 +7,7 @@ nulls where its later stages would be.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 import polars as pl
@@ -41,7 +42,7 @@ def outcome_metrics(outcome: TrialOutcome) -> dict[str, Any]:
                    pixels_read=energy.pixels_read)
     if (t := outcome.trained) is not None:
         row.update(accuracy_ideal_test=t.test_metric, accuracy_ideal_val=t.val_metric, train_s=t.seconds,
-                   train_steps=t.steps)
+                   train_steps=t.steps, train_curve=json.dumps([[round(e, 4), loss, score] for e, loss, score in t.history]))
     if (r := outcome.realised) is not None:
         row.update(realised_kernel_error=r.realisation.mean("kernel_error"),
                    realised_design_error=r.realisation.mean("design_error"),

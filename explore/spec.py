@@ -157,6 +157,7 @@ class Budget(Strict):
     concurrency: int = Field(1, ge=1)
     cpus_per_trial: float = Field(1.0, gt=0.0)
     gpus_per_trial: float = Field(0.0, ge=0.0)  # fractional shares a GPU; 0: every trial on the CPU
+    compile: bool = True  # torch.compile the sensor readout in trials (ONN_COMPILE; pays for trials of minutes)
     time_limit_s: float | None = Field(None, gt=0.0)
     max_retries: int = Field(1, ge=0)  # a trial whose worker dies is retried this often, then failed
 

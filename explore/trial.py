@@ -27,7 +27,7 @@ from explore.point import DesignPoint
 from explore.spec import Gate, SweepSpec
 from onn.data import TaskData
 from onn.design import Design
-from onn.energy import EnergyBreakdown, digital_conv_energy, hybrid_energy
+from onn.energy import EnergyBreakdown, digital_conv_energy, format_energy, hybrid_energy
 from onn.estimator import AccuracyEstimate, estimate_accuracy
 from onn.fabrication import Realisation, freeze_realised, realise_design
 from onn.models import HybridONN, build_hybrid
@@ -125,7 +125,7 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) ->
         trained = clock.run("train", lambda: fit(model, data.train, task=data.task, config=config,
                                                   evaluate_on={"val": data.val, "test": data.test},
                                                   teacher=ctx.teacher, device=ctx.device, log=ctx.log,
-                                                  label=f"trial {trial_index}"))
+                                                  label=f"trial {trial_index}", history_on=data.val))
     except NonFiniteLoss as exc:
         return clock.outcome("failed", str(exc), described=described, estimated=estimated)
     stages = dict(described=described, estimated=estimated, trained=trained)
@@ -175,8 +175,8 @@ def gate_reason(accuracy: float, energy_pj: float, gate: Gate, front: np.ndarray
         if better.any():
             i = int(np.flatnonzero(better)[0])
             return (f"dominated: a design on the trained front was estimated at {estimates[i]:.3f} for "
-                    f"{energies[i]:.3g} pJ, this one at {accuracy:.3f} (margin {gate.dominated_margin}) for "
-                    f"{energy_pj:.3g} pJ")
+                    f"{format_energy(energies[i])}, this one at {accuracy:.3f} (margin {gate.dominated_margin}) for "
+                    f"{format_energy(energy_pj)}")
     return ""
 
 

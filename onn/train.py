@@ -78,6 +78,7 @@ class TrainResult:
     metrics: tuple[tuple[str, float], ...] = field(default=())  # every evaluation metric, "split/name"
     best_step: int | None = None  # early stopping: the step whose parameters were kept (0: none improved)
     curve: tuple[tuple[int, float], ...] = ()  # early stopping: (step, headline metric) at every check
+    history: tuple[tuple[float, float, float], ...] = ()  # (epoch, mean train loss over it, `history_on` score)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
         evaluate_on: dict[str, TensorDataset] | None = None, teacher: nn.Module | None = None,
         parameters: list[nn.Parameter] | None = None, device: torch.device | str = "cpu",
         log: Callable[[str], None] | None = stderr_log, label: str = "train",
-        early_stopping: EarlyStopping | None = None) -> TrainResult:
+        early_stopping: EarlyStopping | None = None, history_on: TensorDataset | None = None) -> TrainResult:
     """Train ``model`` on ``train`` and evaluate it on the splits in ``evaluate_on``
     (``"val"``/``"test"`` give the result's headline metrics).
 
@@ -143,6 +144,8 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
             passes the backend's parameters only; the rest stays bit-identical.
         early_stopping: stop on a held-out set (never the test split) and keep the best
             parameters; without it every step of the budget runs and the last parameters are kept.
+        history_on: score this split (validation) at the end of every epoch and of training, for
+            the learning curve in ``TrainResult.history`` (costs one evaluation per epoch).
         teacher: required for ``kd`` and ``ntkd``; frozen, sees the raw images.
         log: progress lines (loss terms, throughput, ETA) at most every ``config.log_every_s``.
     Raises:
@@ -172,7 +175,8 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
     probe_generator = torch.Generator().manual_seed(config.seed + 2)
     topup_generator = torch.Generator().manual_seed(config.seed + 3)
     progress = _Progress(log, label, config, total, steps_per_epoch, start)
-    last_epoch = _TermMeans()
+    last_epoch, this_epoch = _TermMeans(), _TermMeans()
+    history: list[tuple[float, float, float]] = []
     stopper = None if early_stopping is None else _Stopper(early_stopping, model, trainable, task, config, device)
     model.train()
     loss_value = float("nan")
@@ -191,6 +195,13 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
         if step > total - steps_per_epoch:  # average the terms over the last epoch
             last_epoch.add(terms)
         progress.step(step, loss_value, terms)
+        if history_on is not None:
+            this_epoch.add({"loss": (1.0, loss.detach())})
+            if step % steps_per_epoch == 0 or step == total:
+                score = headline(evaluate(model, history_on, task, batch_size=config.eval_batch_size, device=device))
+                history.append((step / steps_per_epoch, dict(this_epoch.means())["loss"], score))
+                this_epoch = _TermMeans()
+                model.train()
         if stopper is not None and stopper.check(step, last=step == total):
             break
     if stopper is not None:
@@ -206,7 +217,8 @@ def fit(model: nn.Module, train: TensorDataset, *, task: str, config: TrainConfi
         method=config.method, val_metric=pick("val"), test_metric=pick("test"), final_loss=loss_value,
         loss_terms=last_epoch.means(), steps=step, seconds=time.perf_counter() - start, n_params=ops.params,
         n_trainable=sum(p.numel() for p in trainable), macs=ops.macs, metrics=tuple(sorted(metrics.items())),
-        best_step=None if stopper is None else stopper.best_step, curve=() if stopper is None else tuple(stopper.curve))
+        best_step=None if stopper is None else stopper.best_step, curve=() if stopper is None else tuple(stopper.curve),
+        history=tuple(history))
 
 
 def _batch_indices(n: int, batch_size: int, total: int, seed: int):

@@ -68,6 +68,7 @@ def _fill(store, name, n, statuses, weights, seed):
         if status == "complete":
             ideal = float(np.clip(quality + rng.normal(0, 0.05), 0, 1))
             raw = ideal - float(rng.uniform(0.02, 0.1))
+            row["train_curve"] = json.dumps([[1.0, 0.9, ideal - 0.05], [2.0, 0.4, ideal]])
             for split, shift in (("val", 0.0), ("test", float(test_rng.normal(-0.01, 0.01)))):  # test a bit below val
                 row |= {f"accuracy_ideal_{split}": ideal + shift,
                         f"accuracy_realised_{split}": None if i % 3 == 0 else ideal - 0.01 + shift,
@@ -268,11 +269,31 @@ def test_report_writes_offline_html_pngs_and_the_cli_prints_paths(tmp_path, caps
     assert not re.search(r"<script[^>]+src=", html)  # nothing fetched: the bundle is inline
     assert not re.search(r"<link[^>]+href=[\"']https?:", html)
     assert html.count("vegaEmbed(") >= 1 and "const specs" in html
-    for name in ("front", "hypervolume", "calibration", "robustness", "parameters"):
+    for name in ("front", "hypervolume", "calibration", "robustness", "learning", "parameters"):
         png = folder / "report" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in printed
     table = html[html.index('<table class="sortable">'):]
     assert table.count("<tr>") == len(json.loads((folder / "front.json").read_text())["designs"]) + 1
+
+
+def test_energies_are_shown_in_auto_scaled_units(tmp_path):
+    folder = make_sweep(tmp_path / "s", 60)  # energies from 1 pJ to 1 nJ
+    analysis, sections = built(folder)
+    spec, _ = spec_data(sections["front"][0])
+    point = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "point")
+    x = point["encoding"]["x"]
+    assert "µJ" in x["axis"]["labelExpr"] and "nJ" in x["axis"]["labelExpr"] and "(pJ)" not in x["title"]
+    write_report(folder, png=False)
+    html = (folder / "report.html").read_text()
+    table = html[html.index('<table class="sortable">'):]
+    assert re.search(r'<td data-v="[0-9.e+-]+">[0-9.]+ (pJ|nJ)</td>', table)  # sorted by the raw pJ, shown scaled
+
+
+def test_front_designs_learning_curves_are_drawn(tmp_path):
+    analysis, sections = built(make_sweep(tmp_path / "s", 40))
+    _, data = spec_data(sections["learning"][0])
+    frame = pl.DataFrame(data)
+    assert set(frame["trial_id"]) == set(analysis.front["trial_id"]) and set(frame["epoch"]) == {1.0, 2.0}
 
 
 def test_thousands_of_rows_render_within_the_row_limit(tmp_path):

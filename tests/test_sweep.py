@@ -107,6 +107,22 @@ def test_interrupted_sweep_resumes_without_losing_or_duplicating_rows(tmp_path):
     after = rows(tmp_path, overrides)
     assert len(after) == 5 and after["trial_id"].n_unique() == 5, after.select("trial_id", "trial_index", "status")
     assert set(before["trial_id"]) <= set(after["trial_id"])
+    assert sorted(after["trial_index"].to_list()) == list(range(5))
+    # the Optuna study persists beside the rows: one finished Optuna trial per row, none left RUNNING
+    import optuna
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "tiny" / "study.journal")))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert study.metric_names == ["accuracy_compensated_val", "energy_pj"]
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 5 and not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    by_index = {r["trial_index"]: r for r in after.iter_rows(named=True)}
+    for trial in trials:
+        row = by_index[trial.user_attrs["trial_index"]]
+        assert trial.user_attrs["status"] == row["status"] and trial.user_attrs["stage"] == row["stage"]
+        if row["status"] == "complete":
+            assert trial.values == pytest.approx([row["accuracy_compensated_val"], row["energy_pj"]])
 
 
 def test_the_gate_compares_estimates_with_the_front_designs_estimates():
