@@ -72,6 +72,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("status", pl.String, "complete, pruned, infeasible or failed"),
     Column("reason", pl.String, "why the trial stopped early (empty when complete)"),
     Column("stage", pl.String, "the last stage reached"),
+    Column("violation", pl.Float64, "how far the design is from feasible or from passing the gate (relative; 0 when "
+           "trained); what the sampler's constraint sees"),
     Column("attempts", pl.Int64, "times the trial was started (retries after a worker died)"),
     Column("seed", pl.Int64, "the sweep's seed"),
     Column("config_hash", pl.String, "hash of the design point's parameters"),

@@ -74,12 +74,29 @@ def open_study(spec: SweepSpec, storage: optuna.storages.BaseStorage) -> optuna.
 def optuna_sampler(spec: SweepSpec, resumed_trials: int = 0):
     """The sweep file's ``search.sampler``. Seeded with the sweep's seed, mixed with the number of
     trials already in the study on a resume (a sampler seeded as at the start would propose the
-    start's random designs again)."""
+    start's random designs again). TPE, GP and NSGA-II see `violation_constraint`."""
     seed = spec.seed if not resumed_trials else int(np.random.SeedSequence([spec.seed, resumed_trials])
                                                       .generate_state(1)[0])
-    if spec.search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.search.startup_trials)
+    search = spec.search
+    match search.sampler:
+        case "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        case "grid":
+            return optuna.samplers.GridSampler(grid_space(spec), seed=seed)
+        case "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=search.startup_trials,
+                                             constraints_func=violation_constraint)
+        case "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, search.startup_trials),
+                                                 constraints_func=violation_constraint)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials,
+                                      constraints_func=violation_constraint)
+
+
+def grid_space(spec: SweepSpec) -> dict[str, list]:
+    """The grid sampler's points: every value of a choice or an int range, ``search.grid_points``
+    evenly spaced values of a float range."""
+    return {name: domain.grid(spec.search.grid_points) for name, domain in spec.space.items()}
 
 
 def tell_from_row(study: optuna.Study, frozen: optuna.trial.FrozenTrial, row: dict, spec: SweepSpec) -> None:
@@ -98,6 +115,15 @@ def _set_outcome_attrs(trial: optuna.Trial, row: dict) -> None:
     for key in ("status", "reason", "stage"):
         if row.get(key) is not None:
             trial.set_user_attr(key, row[key])
+    violation = row.get("violation")
+    trial.set_user_attr("violation", 0.0 if _missing(violation) else float(violation))
+
+
+def violation_constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna's constraint (> 0: violated): how far an infeasible or gated design is from feasible,
+    recorded by the trial (`explore.trial.TrialOutcome.violation`), so the sampler ranks bad regions
+    by how bad they are instead of lumping them together."""
+    return [float(trial.user_attrs.get("violation", 0.0))]
 
 
 class SweepSearch(OptunaSearch):

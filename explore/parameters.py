@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args, get_type_hints
 from onn.optics.constants import WAVELENGTH_SETS_NM
 from onn.train import TrainConfig
 
-Target = Literal["design", "sensor", "backend", "train"]
+Target = Literal["design", "sensor", "backend", "train", "derived"]
 Kind = Literal["float", "int", "str", "bool"]
 
 
@@ -101,8 +101,12 @@ HARDWARE: tuple[Parameter, ...] = (
     Parameter("wavelengths", "wavelength set of the camera", "design", "wavelengths", "str",
               options=tuple(WAVELENGTH_SETS_NM)),
     Parameter("kernel_size", "kernel side in kernel pixels", "design", "kernel_size", "int", low=1, high=63, odd=True),
-    Parameter("n_kernels", "signed kernels used; omit to use all the layout holds", "design", "n_kernels", "int",
-              low=1, high=4096),
+    Parameter("n_kernels", "signed kernels used; without aperture_mm the aperture is the smallest that holds them, "
+              "with it, at most what its layout holds (omit both: the preset's aperture, all it holds)", "design",
+              "n_kernels", "int", low=1, high=4096),
+    Parameter("oversampling", "mask_res as a multiple (>= 1) of the smallest that neither aliases nor blurs the "
+              "kernel pixel (onn.optics.validity.min_mask_res); instead of mask_res", "derived", "oversampling",
+              "float", low=1.0, high=16.0),
     Parameter("pool", "digital average pooling after the nonlinearity", "design", "pool", "int", low=1, high=64),
     Parameter("backend_depth", "hidden FC layers of the digital backend", "backend", "depth", "int", low=0, high=8),
     Parameter("backend_width", "width of the first hidden layer; each further layer halves it", "backend", "width",

@@ -4,7 +4,9 @@ The one converter from the flat parameter names of a sweep file (`explore.parame
 which says where each value lands) to the objects `onn` works with. Values the sweep does not set
 come from the task's preset (mono for grey data, poly for colour, seg for segmentation), so a small
 sweep file stays small; the exception is the kernel count, which follows the layout (every signed
-kernel the aperture holds) unless ``n_kernels`` is set. A preset with kernel groups (seg: 8 / 16 /
+kernel the aperture holds) unless ``n_kernels`` is set (and then, without ``aperture_mm``, the
+aperture is the smallest that holds them: different apertures of one kernel count are one design).
+``oversampling`` sets ``mask_res`` relative to the smallest one that can be simulated faithfully. A preset with kernel groups (seg: 8 / 16 /
 32) keeps their proportions: the kernel count is split into groups of the same shares
 (`scaled_groups`).
 """
@@ -14,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from explore.parameters import PARAMETERS
 from onn.design import PRESETS, Design
-from onn.optics.validity import InfeasibleDesign
+from onn.optics.validity import InfeasibleDesign, min_mask_res
 from onn.train import TrainConfig
 
 
@@ -45,7 +48,7 @@ def base_design(channels: int, task: str) -> Design:
 
 def design_point(params: dict[str, Any], *, base: Design, training: dict[str, Any], seed: int) -> DesignPoint:
     """Build the design point for ``params`` (names of `PARAMETERS`); raises KeyError for others."""
-    by_target: dict[str, dict[str, Any]] = {"design": {}, "sensor": {}, "backend": {}, "train": {}}
+    by_target: dict[str, dict[str, Any]] = {"design": {}, "sensor": {}, "backend": {}, "train": {}, "derived": {}}
     for name, value in params.items():
         parameter = PARAMETERS[name]
         by_target[parameter.target][parameter.field] = parameter.cast(value)
@@ -60,6 +63,11 @@ def design_point(params: dict[str, Any], *, base: Design, training: dict[str, An
         width = by_target["backend"].get("width", base.hidden[0] if base.hidden else 128)
         changes["hidden"] = tuple(max(1, width // 2**i) for i in range(depth))
     design = dataclasses.replace(base, **changes)
+    if changes["n_kernels"] is not None and "aperture_mm" not in changes:  # the kernel count decides the aperture
+        design = design.with_(aperture_mm=round(design.aperture_for(changes["n_kernels"]), 6))
+    if "oversampling" in by_target["derived"]:  # a mask resolution that cannot alias
+        design = design.with_(mask_res=math.ceil(by_target["derived"]["oversampling"]
+                                                 * min_mask_res(design.geometry())))
     if base.groups is not None:
         design = _regrouped(design, base.groups)
     train = TrainConfig(**{"method": "ntkd", **training, **by_target["train"], "seed": seed})

@@ -28,7 +28,7 @@ def row_schema(spec: SweepSpec) -> dict[str, pl.DataType]:
 def outcome_metrics(outcome: TrialOutcome) -> dict[str, Any]:
     """The row's metric columns from a trial's stage results (None where a stage did not run)."""
     row: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason, "stage": outcome.stage,
-                           "t_total_s": outcome.seconds["total"]}
+                           "t_total_s": outcome.seconds["total"], "violation": outcome.violation}
     row.update({f"t_{stage}_s": seconds for stage, seconds in outcome.seconds.items() if stage != "total"})
     if (d := outcome.described) is not None:
         row.update(n_kernels=d.n_kernels, colours=d.colours, n_suboptics=d.n_suboptics, pitch_um=d.pitch_um,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -148,8 +149,11 @@ class Energy(Strict):
 
 
 class Search(Strict):
-    sampler: Literal["tpe", "random"] = "tpe"  # Optuna's multi-objective TPE, or uniform random
-    startup_trials: int = Field(10, ge=0)  # tpe: random proposals before the model is used (Optuna's default)
+    # Optuna's multi-objective TPE, uniform random, Gaussian-process (logEHVI), NSGA-II, or every
+    # point of a grid (the space's choices and int ranges, grid_points values of each float range)
+    sampler: Literal["tpe", "random", "gp", "nsga2", "grid"] = "tpe"
+    startup_trials: int = Field(10, ge=0)  # tpe/gp: random proposals first; nsga2: the population (>= 4)
+    grid_points: int = Field(5, ge=2)  # grid: values per float range
 
 
 class Budget(Strict):
@@ -221,6 +225,23 @@ class SweepSpec(Strict):
         if self.fabrication.enabled and self.fabrication.level == "physical" and not self.realisation.enabled:
             raise ValueError("fabrication.level: physical perturbs the inverse-designed metasurface; set "
                              "realisation.enabled: true (or use fabrication.level: kernel)")
+        return self
+
+    @model_validator(mode="after")
+    def _grid_holds_the_budget(self):
+        if self.search.sampler == "grid":
+            size = math.prod(len(d.grid(self.search.grid_points)) for d in self.space.values())
+            if self.budget.trials > size:
+                raise ValueError(f"the grid holds {size} designs but budget.trials is {self.budget.trials}; "
+                                 f"lower budget.trials to <= {size} or widen the grid")
+        return self
+
+    @model_validator(mode="after")
+    def _one_mask_resolution(self):
+        given = [k for k in ("mask_res", "oversampling") if k in self.fixed or k in self.space]
+        if len(given) == 2:
+            raise ValueError("mask_res and oversampling both set the mask resolution; keep one (oversampling: a "
+                             "multiple of the smallest resolution that cannot alias)")
         return self
 
     @model_validator(mode="after")

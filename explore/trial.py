@@ -80,6 +80,7 @@ class TrialOutcome:
     realised: Realised | None = None
     fabricated: MonteCarloResult | None = None
     compensation: str = "none"  # what `fabricated` fine-tuned (`onn.robustness.Compensation`)
+    violation: float = 0.0  # how far from feasible / from passing the gate (relative); 0 for a trained design
 
 
 class StageClock:
@@ -112,13 +113,14 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) ->
                                                            image_size=data.image_size, n_outputs=data.n_classes,
                                                            seed=point.train.seed))
     except InfeasibleDesign as exc:
-        return clock.outcome("infeasible", str(exc))
+        return clock.outcome("infeasible", str(exc), violation=exc.violation)
     described = describe(point.design, model)
     estimated = clock.run("estimate", lambda: estimate(point.design, model, ctx))
-    reason = clock.run("gate", lambda: gate_reason(estimated.accuracy.design, estimated.energy.total_pj, spec.gate,
-                                                    ctx.front))
+    accuracy, energy_pj = estimated.accuracy.design, estimated.energy.total_pj
+    reason = clock.run("gate", lambda: gate_reason(accuracy, energy_pj, spec.gate, ctx.front))
     if reason:
-        return clock.outcome("pruned", reason, described=described, estimated=estimated)
+        return clock.outcome("pruned", reason, described=described, estimated=estimated,
+                             violation=gate_shortfall(accuracy, energy_pj, spec.gate, ctx.front))
 
     config = point.train if ctx.faults is None else ctx.faults.before_training(trial_index, point.train)
     try:
@@ -178,6 +180,18 @@ def gate_reason(accuracy: float, energy_pj: float, gate: Gate, front: np.ndarray
                     f"{format_energy(energies[i])}, this one at {accuracy:.3f} (margin {gate.dominated_margin}) for "
                     f"{format_energy(energy_pj)}")
     return ""
+
+
+def gate_shortfall(accuracy: float, energy_pj: float, gate: Gate, front: np.ndarray | None) -> float:
+    """How much more estimated accuracy the design would need to pass the gate (0: it passes)."""
+    if not gate.enabled:
+        return 0.0
+    need = gate.min_accuracy
+    if front is not None and len(front):
+        rivals = front[front[:, 1] <= energy_pj, 0]  # front designs at no more energy
+        if len(rivals):
+            need = max(need, float(rivals.max()) + gate.dominated_margin)
+    return max(0.0, need - accuracy)
 
 
 def gate_front(complete_rows: list[dict[str, Any]], objective: str) -> list[tuple[float, float]]:

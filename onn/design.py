@@ -82,7 +82,8 @@ class Design:
             need_mm = self.aperture_for(self.n_kernels)
             raise InfeasibleDesign("n_kernels", f"{self.n_kernels} signed kernels need {2 * self.n_kernels} sub-optics "
                                                 f"but a {self.aperture_mm} mm metasurface holds {self.layout().n_suboptics}; "
-                                                f"make aperture_mm >= {need_mm:.3f} or ask for <= {available} kernels")
+                                                f"make aperture_mm >= {need_mm:.3f} or ask for <= {available} kernels",
+                                   (self.n_kernels - available) / self.n_kernels)
         return self.n_kernels
 
     def aperture_for(self, n_kernels: int) -> float:

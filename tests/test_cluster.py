@@ -7,6 +7,7 @@ processes it started (never other Ray instances on the machine).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -56,27 +57,42 @@ def kill_marked(tag: str) -> None:
         time.sleep(1)
 
 
-@pytest.fixture
-def cluster(tmp_path):
+def start_cluster(tmp_path, *, dashboard: bool):
+    """A head on 127.0.0.2 and a worker on 127.0.0.3; yields what the tests need, stops only them."""
     if not Path(RAY).exists():
         pytest.skip("ray CLI not found beside the interpreter")
     run_id = uuid.uuid4().hex[:8]
     port = 6390 + int(run_id, 16) % 500  # a fresh GCS port per test: nothing of an earlier cluster answers
+    dashboard_port = 8300 + int(run_id, 16) % 500
     head, worker = f"head-{run_id}", f"worker-{run_id}"
     try:
         # Ray notices a lost node by health checks (default: tens of seconds); retries spent before
         # then go back to the dead node. Detect within ~3 s so the retries land on the living head.
         head_env = {**node_env(tmp_path, head), "RAY_health_check_period_ms": "1000",
                     "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "2"}
+        dashboard_flags = ([f"--include-dashboard=true", "--dashboard-host=127.0.0.2",
+                            f"--dashboard-port={dashboard_port}"] if dashboard else ["--include-dashboard=false"])
         subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.2", f"--port={port}", "--num-cpus=1",
-                        "--include-dashboard=false", "--disable-usage-stats"], env=head_env,
-                       check=True, capture_output=True, timeout=120)
+                        *dashboard_flags, "--disable-usage-stats"], env=head_env, check=True, capture_output=True,
+                       timeout=120)
         subprocess.run([RAY, "start", f"--address=127.0.0.2:{port}", "--node-ip-address=127.0.0.3", "--num-cpus=1"],
                        env=node_env(tmp_path, worker), check=True, capture_output=True, timeout=120)
-        yield {"head": head, "worker": worker, "port": port, "env": node_env(tmp_path, f"driver-{run_id}")}
+        yield {"head": head, "worker": worker, "port": port, "dashboard": f"http://127.0.0.2:{dashboard_port}",
+               "env": node_env(tmp_path, f"driver-{run_id}")}
     finally:
         kill_marked(worker)
         kill_marked(head)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    yield from start_cluster(tmp_path, dashboard=False)
+
+
+@pytest.fixture
+def cluster_with_jobs(tmp_path):
+    pytest.importorskip("aiohttp", reason="ray job submit needs ray[default] (the 'cluster' extra)")
+    yield from start_cluster(tmp_path, dashboard=True)
 
 
 def start_sweep(tmp_path, cluster, *overrides) -> subprocess.Popen:
@@ -138,3 +154,16 @@ def _name(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_ray_job_submit_runs_the_sweep_on_the_cluster(cluster_with_jobs, tmp_path):
+    """The README's `ray job submit` walk-through: the job runs the sweep on the cluster's dashboard
+    job manager; the driver's environment variables make way for the job's own (no runtime-env clash)."""
+    job_env = json.dumps({"env_vars": {"ONN_COMPILE": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184"}})  # both the driver sets too
+    command = [RAY, "job", "submit", "--address", cluster_with_jobs["dashboard"], "--runtime-env-json", job_env, "--",
+               sys.executable, "-m", "explore.sweep", str(ROOT / "sweeps" / "tiny.yaml"), f"output={tmp_path}",
+               "budget.trials=2", "--no-report"]
+    done = subprocess.run(command, cwd=ROOT, env=cluster_with_jobs["env"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
+    frame = rows(tmp_path, "budget.trials=2")
+    assert len(frame) == 2 and frame["trial_id"].n_unique() == 2

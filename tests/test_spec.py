@@ -69,7 +69,7 @@ MALFORMED = [
     ("energy", {"constants": "default", "overrides": {"mac_p": 1.0}}, "did you mean 'mac_pj'?"),
     ("gate/min_accuracy", 1.5, "gate.min_accuracy: Input should be less than or equal to 1"),
     ("budget", DELETE, "budget: required key is missing"),
-    ("search", {"sampler": "grid"}, "search.sampler: Input should be 'tpe' or 'random'"),
+    ("search", {"sampler": "bayes"}, "search.sampler: Input should be 'tpe', 'random', 'gp', 'nsga2' or 'grid'"),
     ("search", {"startup": 3}, "search.startup: unknown key; did you mean 'startup_trials'?"),
 ]
 
@@ -126,6 +126,8 @@ def test_every_parameters_domain_is_checked_before_anything_runs(path, value, fr
     raw = mutate(path, value)
     other = "space" if section == "fixed" else "fixed"
     raw[other].pop(name, None)  # the parameter in one section only: the domain is what is wrong
+    if name == "oversampling":  # it replaces mask_res
+        raw["space"].pop("mask_res", None)
     with pytest.raises(SpecError) as info:
         parse_spec(raw, "sweeps/bad.yaml")
     assert fragment in str(info.value), str(info.value)
@@ -138,6 +140,15 @@ def test_an_odd_only_parameter_refuses_a_range_with_even_values():
         parse_spec(raw, "x.yaml")
     raw["space"]["kernel_size"]["step"] = 2
     assert parse_spec(raw, "x.yaml").space["kernel_size"].grid() == [3, 5, 7]
+
+
+def test_a_grid_must_hold_the_budget():
+    raw = mutate("search", {"sampler": "grid", "grid_points": 2})
+    raw["budget"]["trials"] = 13
+    with pytest.raises(SpecError, match="the grid holds 12 designs but budget.trials is 13"):
+        parse_spec(raw, "x.yaml")
+    raw["budget"]["trials"] = 12
+    assert parse_spec(raw, "x.yaml").search.sampler == "grid"
 
 
 def test_there_are_forty_malformed_cases_covering_every_parameter():

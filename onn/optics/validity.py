@@ -18,12 +18,15 @@ AUTOGRAD_COPIES = 10  # live (M, M) complex buffers per field in a forward+backw
 
 
 class InfeasibleDesign(ValueError):
-    """A design that cannot be built or faithfully simulated. ``quantity`` names the culprit."""
+    """A design that cannot be built or faithfully simulated. ``quantity`` names the culprit;
+    ``violation`` says how far it is from feasible, relative (0.2: the quantity must change by 20 %),
+    1 where no such distance is known. A search ranks infeasible designs by it."""
 
-    def __init__(self, quantity: str, message: str):
+    def __init__(self, quantity: str, message: str, violation: float = 1.0):
         super().__init__(f"{quantity}: {message}")
         self.quantity = quantity
         self.reason = message
+        self.violation = violation
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,13 @@ def check_geometry(geometry: OpticalGeometry, *, image_size: int | None = None,
     if pitch_um < C.DESIGN_PITCH_UM - 1e-9:
         max_res = math.floor(suboptic_um / C.DESIGN_PITCH_UM)
         raise InfeasibleDesign("mask_res", f"pitch {pitch_um:.4f} µm is finer than one design sample of 2x2 "
-                                           f"pillars ({C.DESIGN_PITCH_UM} µm); use mask_res <= {max_res}")
+                                           f"pillars ({C.DESIGN_PITCH_UM} µm); use mask_res <= {max_res}",
+                               (g.mask_res - max_res) / g.mask_res)
     if pitch_um > pixel_um / 2:
         min_res = math.ceil(2 * suboptic_um / pixel_um)
         raise InfeasibleDesign("mask_res", f"pitch {pitch_um:.2f} µm cannot resolve the {pixel_um:.2f} µm kernel "
-                                           f"pixel (needs <= half of it); use mask_res >= {min_res}")
+                                           f"pixel (needs <= half of it); use mask_res >= {min_res}",
+                               (min_res - g.mask_res) / min_res)
     window_um = g.kernel_size * pixel_um
     if window_um > suboptic_um:
         raise InfeasibleDesign("suboptic_mm", f"the {g.kernel_size}x{g.kernel_size} kernel window ({window_um:.0f} µm) "
@@ -95,7 +100,7 @@ def check_geometry(geometry: OpticalGeometry, *, image_size: int | None = None,
             "mask_res", f"pitch {pitch_um:.2f} µm aliases at distance {g.distance_m * 1e3:g} mm: light from the "
                         f"aperture edge must bend {math.degrees(math.asin(sin_needed)):.1f}° but the mask represents "
                         f"at most {math.degrees(math.asin(sin_max)):.1f}° at {min(g.wavelengths_nm)} nm; use mask_res >= "
-                        f"{min_res}, a smaller suboptic_mm or a longer distance")
+                        f"{min_res}, a smaller suboptic_mm or a longer distance", (min_res - g.mask_res) / min_res)
     # The band-limited transfer function must still carry those angles (an under-padded window cuts them).
     window_m = g.padded_res * g.pitch_m
     f_limit = min(band_limit_frequency(w, g.distance_m, window_m) for w in g.wavelengths_m)
@@ -124,6 +129,20 @@ def check_geometry(geometry: OpticalGeometry, *, image_size: int | None = None,
                                            f"(limit {max_grid_bytes / 2**30:.1f} GiB); lower mask_res")
     return GeometryReport(pitch_um, g.padded_res, math.degrees(math.asin(sin_needed)),
                           math.degrees(math.asin(sin_max)), f_limit * 1e-3, spot_um, grid_bytes)
+
+
+def min_mask_res(geometry: OpticalGeometry) -> int:
+    """The smallest mask resolution at which this geometry neither aliases (the mask pitch must
+    represent the steepest angle the PSF needs, at the shortest wavelength) nor fails to resolve
+    the kernel pixel: `check_geometry`'s two lower bounds on ``mask_res``."""
+    g = geometry
+    suboptic_um, pixel_um = g.suboptic_m * 1e6, g.kernel_pixel_m * 1e6
+    window_um = g.kernel_size * pixel_um
+    reach_um = suboptic_um / 2 + window_um / 2
+    sin_needed = reach_um / math.hypot(reach_um, g.distance_m * 1e6)
+    aliasing = math.ceil(g.suboptic_m * 2 * sin_needed / min(g.wavelengths_m))
+    resolving = math.ceil(2 * suboptic_um / pixel_um)
+    return max(aliasing, resolving, 2)
 
 
 def _positive(quantity: str, value: float) -> None:
