@@ -123,6 +123,7 @@ COLUMNS: tuple[Column, ...] = (
     *(Column(f"t_{stage}_s", pl.Float64, f"time of the {stage} stage", unit="s") for stage in STAGES),
     Column("t_total_s", pl.Float64, "time of the whole trial", unit="s"),
     Column("cpu_s", pl.Float64, "CPU time of the trial's worker process (all threads), set-up included", unit="s"),
+    Column("cpu_estimate_s", pl.Float64, "CPU time of the estimate stage (what screening a design costs)", unit="s"),
 )
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 SCHEMA: dict[str, pl.DataType] = {c.name: c.dtype for c in COLUMNS}

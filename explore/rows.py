@@ -30,6 +30,7 @@ def outcome_metrics(outcome: TrialOutcome) -> dict[str, Any]:
     row: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason, "stage": outcome.stage,
                            "t_total_s": outcome.seconds["total"], "violation": outcome.violation}
     row.update({f"t_{stage}_s": seconds for stage, seconds in outcome.seconds.items() if stage != "total"})
+    row["cpu_estimate_s"] = outcome.cpu_seconds.get("estimate")
     if (d := outcome.described) is not None:
         row.update(n_kernels=d.n_kernels, colours=d.colours, n_suboptics=d.n_suboptics, pitch_um=d.pitch_um,
                    hidden="x".join(map(str, d.hidden)), n_params=d.n_params)

@@ -73,7 +73,8 @@ class TrialOutcome:
     status: str  # complete, pruned, infeasible or failed
     reason: str
     stage: str  # the last stage reached
-    seconds: dict[str, float]  # stage -> seconds, and "total"
+    seconds: dict[str, float]  # stage -> wall seconds, and "total"
+    cpu_seconds: dict[str, float]  # stage -> CPU seconds of this process (all its threads)
     described: Described | None = None
     estimated: Estimated | None = None
     trained: TrainResult | None = None
@@ -88,20 +89,22 @@ class StageClock:
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         self.stage = "validity"
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def run(self, stage: str, fn: Callable[[], Any]) -> Any:
         self.stage = stage
-        begin = time.perf_counter()
+        begin, cpu_begin = time.perf_counter(), time.process_time()
         try:
             return fn()
         finally:
             self.seconds[stage] = time.perf_counter() - begin
+            self.cpu_seconds[stage] = time.process_time() - cpu_begin
 
     def outcome(self, status: str, reason: str = "", **stages) -> TrialOutcome:
         return TrialOutcome(status, reason, self.stage, {**self.seconds, "total": time.perf_counter() - self._start},
-                            **stages)
+                            {**self.cpu_seconds, "total": time.process_time() - self._cpu_start}, **stages)
 
 
 def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) -> TrialOutcome:
