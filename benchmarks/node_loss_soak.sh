@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 runs=${1:-10}
 python=.venv/bin/python
-burn() { "$python" -c "while True: pass" & echo $!; }
+burn() { "$python" -c "while True: pass" >/dev/null 2>&1 & echo $!; }
 load=("$(burn)" "$(burn)")
 trap 'kill "${load[@]}" 2>/dev/null' EXIT
 passed=0

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -45,6 +46,7 @@ from explore.trial import gate_front, run_trial
 from onn.energy import format_energy
 
 FRONT_ACTOR = "explore-front-{name}"
+ARTEFACT_ACTOR = "explore-artefacts-{name}"
 STUDY_FILE = "study.journal"
 # Times the driver starts Tune again after Tune's own loop died on an unexpected error (seen here:
 # Ray's memory monitor killed a trial worker while Tune was starting it, and Tune raised instead of
@@ -217,6 +219,27 @@ def publish_front(spec: SweepSpec, rows: pl.DataFrame) -> None:
             pass
 
 
+@ray.remote(num_cpus=0)
+class ArtefactSink:
+    """Writes trials' hand-off files on the driver's node (no shared filesystem: they travel here
+    through Ray, not through Tune's results, which Tune keeps in its experiment state)."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def write(self, trial_index: int, files: dict[str, bytes]) -> str:
+        return str(write_artefacts(self.folder, trial_index, files).relative_to(self.folder))
+
+
+def _send_artefacts(spec: SweepSpec, trial_index: int, files: dict[str, bytes]) -> str:
+    """Hand a trial's files to the driver's sink; the folder they landed in (relative to the
+    sweep's), or "" if the sink is gone (a lost driver node: the row still says the trial finished)."""
+    try:
+        return ray.get(ray.get_actor(ARTEFACT_ACTOR.format(name=spec.name)).write.remote(trial_index, files))
+    except (ValueError, ray.exceptions.RayActorError):
+        return ""
+
+
 class RowWriter(tune.Callback):
     """Writes one row per trial (on its report, or on its final error) and prints progress."""
 
@@ -275,6 +298,20 @@ class RowWriter(tune.Callback):
     def on_experiment_end(self, trials, **info):
         if self.failure is None:
             self.store.flush()
+
+
+def write_artefacts(folder: Path, trial_index: int, files: dict[str, bytes]) -> Path:
+    """A trial's hand-off files, written to ``<folder>/artefacts/trial-<index>/`` atomically (a
+    temporary folder renamed into place); returns the folder."""
+    target = folder / "artefacts" / f"trial-{trial_index:05d}"
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (staging / name).write_bytes(content)
+    if target.exists():  # a retried trial: its latest files win
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
 
 
 def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str:
@@ -336,6 +373,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     board = FrontBoard.options(name=FRONT_ACTOR.format(name=spec.name), get_if_exists=True,
                                scheduling_strategy=here).remote()
+    sink = ArtefactSink.options(name=ARTEFACT_ACTOR.format(name=spec.name), get_if_exists=True,
+                                scheduling_strategy=here).remote(str(folder))
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, spec=spec, teacher_state=teacher.state_dict(), teacher_name=info.name),
         trial_resources(spec))
@@ -367,7 +406,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
               f"continue with the same command and --resume", file=sys.stderr)
         return 1
     finally:
-        del board
+        del board, sink
     frame = read_trials(folder / "trials", row_schema(spec))
     print(progress_line(spec, frame, 0, time.time() - start))
     savings = gate_savings(frame)
@@ -487,6 +526,8 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
     point = context.point(_params(spec, config))
     outcome = run_trial(point, context.with_front(front), trial_index=index)
     metrics = outcome_metrics(outcome)
+    if outcome.status == "complete" and outcome.realised is not None:
+        metrics["artefacts"] = _send_artefacts(spec, index, outcome.realised.handoff.files())
     metrics.update(trial_index=index, config_hash=point.config_hash, host=socket.gethostname(),
                    node_ip=ray.util.get_node_ip_address(), pid=os.getpid(), started_unix_s=started,
                    finished_unix_s=time.time(), cpu_s=time.process_time() - cpu_started, device=device,

@@ -7,6 +7,7 @@ embedded as JSON. The front table sorts by clicking a header, with a few lines o
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from dataclasses import dataclass
@@ -80,12 +81,15 @@ table.sortable { border-collapse: collapse; font-size: 12px; display: block; ove
 table.sortable th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; white-space: nowrap; }
 table.sortable th[data-dir=up]::after { content: " ▲"; } table.sortable th[data-dir=down]::after { content: " ▼"; }
 table.sortable td, table.sortable th { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+figure { display: inline-block; margin: .5em 1em .5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 12px; }
 """
 
 
 def render(title: str, intro: Sequence[str], sections: Sequence[Section], table_html: str,
-           table_notes: Sequence[str]) -> str:
-    """The whole page as one string."""
+           table_notes: Sequence[str], figures: Sequence[tuple[str, bytes]] = (),
+           figure_notes: Sequence[str] = ()) -> str:
+    """The whole page as one string; ``figures`` (caption, PNG bytes) are inlined after the table."""
     parts = []
     embeds = {}
     for section in sections:
@@ -97,6 +101,12 @@ def render(title: str, intro: Sequence[str], sections: Sequence[Section], table_
     parts.append("<h2>Front designs</h2>")
     parts += [f'<p class="note">{html.escape(note)}</p>' for note in table_notes]
     parts.append(table_html)
+    if figures:
+        parts.append("<h2>Front layouts</h2>")
+        parts += [f'<p class="note">{html.escape(note)}</p>' for note in figure_notes]
+        parts += [f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
+                  f'{base64.b64encode(png).decode()}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+                  for caption, png in figures]
     intro_html = "".join(f"<p>{html.escape(line)}</p>" for line in intro)
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -16,6 +16,7 @@ sample; the page (`explore.page`) inlines the JavaScript once.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from explore import charts, page
+from explore import charts, export, page
 from explore.analysis import (ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_TEST,
                               ROLE_UNSCORED, Analysis, gate_savings, load, spearman)
 from explore.columns import METRIC_COLUMNS, split_of, test_twin
@@ -38,6 +39,7 @@ from onn.energy import format_energy
 from explore.spec import Choice, FloatRange, IntRange
 
 MAX_ROBUSTNESS = 60  # front designs drawn on the robustness chart (lowest energy first)
+MAX_PREVIEWS = 12  # front designs whose layout preview the page shows (lowest energy first)
 
 
 # --- charts: each returns (chart or None, notes for the page) ------------------------------------------
@@ -241,6 +243,29 @@ def export_front(a: Analysis, folder: Path) -> tuple[Path, Path]:
     return json_path, csv_path
 
 
+def front_previews(a: Analysis, folder: Path) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Layout previews (caption, PNG) of the front designs that kept their hand-off files, also
+    written to ``report/preview-trial-<N>.png``; and the notes that go with them."""
+    kept = a.front.filter(pl.col("artefacts").is_not_null()) if "artefacts" in a.front.columns else a.front.clear()
+    for old in (folder / "report").glob("preview-trial-*.png"):
+        old.unlink()  # a design that has left the front must not keep its picture here
+    figures = []
+    for row in kept.sort(a.x).head(MAX_PREVIEWS).iter_rows(named=True):
+        buffer = io.BytesIO()
+        try:
+            export.write_preview(export.handoff_of(folder, row["trial_index"]), buffer, size=320)
+        except export.ExportError:
+            continue  # files lost with a node: the row says so when exported
+        (folder / "report" / f"preview-trial-{row['trial_index']:05d}.png").write_bytes(buffer.getvalue())
+        figures.append((f"{row['trial_id']}: whole aperture | one sub-optic (bright = wide pillar)", buffer.getvalue()))
+    if not figures:
+        return [], []
+    notes = [f"Quantised pillar-width maps of {len(figures)} of {len(a.front)} front designs, lowest {a.x} first. "
+             f"`python -m explore.export {folder} --front --out DIR` writes their GDSII layouts, design cards "
+             f"and backend weights."]
+    return figures, notes
+
+
 def _gap(validation: float | None, test: float | None) -> float | None:
     """Validation minus test (positive: the validation score flatters the design)."""
     return None if validation is None or test is None else validation - test
@@ -296,8 +321,10 @@ def write_report(folder: str | Path, *, png: bool = True) -> Path:
     table_notes = [f"{len(a.front)} non-dominated complete designs (on validation), sorted by {a.x}; click a header "
                    f"to sort. Beside each validation objective: its test score and the gap (validation − test). "
                    f"Every parameter and metric of each is in front.json and front.csv beside this file."]
+    figures, figure_notes = front_previews(a, folder)
     path = folder / "report.html"
-    _atomic_write(path, page.render(f"Sweep report: {a.spec.name}", intro, sections, table, table_notes))
+    _atomic_write(path, page.render(f"Sweep report: {a.spec.name}", intro, sections, table, table_notes,
+                                    figures, figure_notes))
     return path
 
 

@@ -30,6 +30,7 @@ from onn.design import Design
 from onn.energy import EnergyBreakdown, digital_conv_energy, format_energy, hybrid_energy
 from onn.estimator import AccuracyEstimate, estimate_accuracy
 from onn.fabrication import Realisation, freeze_realised, realise_design
+from onn.handoff import HandOff, pack, quantise
 from onn.models import HybridONN, build_hybrid
 from onn.optics.validity import InfeasibleDesign
 from onn.robustness import MonteCarloResult, monte_carlo
@@ -59,11 +60,13 @@ class Estimated:
 
 @dataclass(frozen=True)
 class Realised:
-    """The trained kernels inverse-designed at the design's mask resolution, and that system's scores."""
+    """The trained kernels inverse-designed at the design's mask resolution, its widths on the
+    lithography grid, that system's scores, and its fabrication hand-off."""
 
-    realisation: Realisation
+    realisation: Realisation  # quantised (`onn.handoff.quantise`): what is scored is what is exported
     system: HybridONN  # the realised (ideal physics, no fabrication error) system
     scores: dict[str, float]  # split -> headline metric
+    handoff: HandOff
 
 
 @dataclass(frozen=True)
@@ -216,14 +219,19 @@ def gate_front(complete_rows: list[dict[str, Any]], objective: str) -> list[tupl
 
 
 def realise(model: HybridONN, ctx: TrialContext) -> Realised:
-    """Inverse-design the trained kernels at the design's mask resolution (`onn.fabrication.realise_design`);
-    the realised system (ideal physics, no fabrication error) replaces the kernel-level one from here on."""
-    realisation = realise_design(model, steps=ctx.spec.realisation.steps,
-                                 generator=torch.Generator().manual_seed(ctx.spec.seed))
+    """Inverse-design the trained kernels at the design's mask resolution (`onn.fabrication.realise_design`),
+    put the widths on the lithography grid (`onn.handoff.quantise`); the realised system (ideal
+    physics, no fabrication error) replaces the kernel-level one from here on."""
+    designed = realise_design(model, steps=ctx.spec.realisation.steps,
+                              generator=torch.Generator().manual_seed(ctx.spec.seed))
+    realisation, indices = quantise(designed)
     system = freeze_realised(model, realisation)
     scores = {split: headline(evaluate(system, data, ctx.data.task, device=ctx.device))
               for split, data in splits(ctx.data).items()}
-    return Realised(realisation, system, scores)
+    data = ctx.data
+    task = {"dataset": data.name, "task": data.task, "channels": data.channels, "image_size": data.image_size,
+            "n_outputs": data.n_classes}
+    return Realised(realisation, system, scores, pack(model, realisation, indices, task=task))
 
 
 def splits(data: TaskData) -> dict[str, TensorDataset]:

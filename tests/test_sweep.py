@@ -84,6 +84,8 @@ def test_tiny_sweep_end_to_end_with_a_raising_and_a_diverging_trial_and_a_dying_
     assert complete["accuracy_compensated_val"].is_not_null().all() and complete["energy_pj"].is_not_null().all()
     assert (complete["t_total_s"] > 0).all() and complete["host"].is_not_null().all()
     assert (complete["cpu_s"] > 0).all()
+    for kept in complete["artefacts"]:  # every complete design came back to the driver as files
+        assert {p.name for p in (tmp_path / "tiny" / kept).iterdir()} == {"card.json", "widths.npz", "model.pt"}
     unfinished = frame.filter(pl.col("status") != "complete")
     assert unfinished["accuracy_compensated_val"].is_null().all()  # never on a front as if trained
     pruned = frame.filter(status="pruned")  # but a pruned design keeps its estimate and energy for the report
