@@ -28,6 +28,7 @@ ROLE_DOMINATED = "dominated (trained)"
 ROLE_PRUNED = "pruned: estimated accuracy, not trained"
 ROLE_INFEASIBLE = "infeasible: estimated accuracy"
 ROLE_FAILED, ROLE_UNSCORED = "failed", "complete, objective missing"
+ROLE_TWIN = "twin: reuses an earlier trial's result"  # the design cache: counted once, where it was trained
 @dataclass(frozen=True)
 class Analysis:
     """Every row of a sweep with its role, and what the report computes from all of them."""
@@ -83,13 +84,15 @@ def analyse(spec: SweepSpec, rows: pl.DataFrame) -> Analysis:
     metrics, directions = spec.metrics, spec.directions
     complete = (rows["status"] == "complete").to_numpy()
     values = rows.select(pl.col(m).cast(pl.Float64) for m in metrics).to_numpy().astype(float)
-    values[~complete] = np.nan  # only a finished trial can sit on the front
+    twin = (rows["reuses_trial"].is_not_null().to_numpy() if "reuses_trial" in rows.columns
+            else np.zeros(len(rows), dtype=bool))
+    values[~complete | twin] = np.nan  # only a finished trial can sit on the front, and only once
     on_front = non_dominated(values, directions) if len(rows) else np.zeros(0, dtype=bool)
     scored = complete & np.isfinite(values).all(axis=1)
     x, y = front_axes(spec)
     status = rows["status"].to_numpy()
-    role = np.select([on_front, complete & ~scored, complete, status == "pruned", status == "infeasible"],
-                     [ROLE_FRONT, ROLE_UNSCORED, ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE], ROLE_FAILED)
+    role = np.select([twin, on_front, complete & ~scored, complete, status == "pruned", status == "infeasible"],
+                     [ROLE_TWIN, ROLE_FRONT, ROLE_UNSCORED, ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE], ROLE_FAILED)
     # a design stopped before training has no trained accuracy: it is drawn at its estimate
     estimated = pl.col("est_accuracy") if y.startswith("accuracy") else pl.col(y)
     rows = rows.with_columns(role=pl.Series(role, dtype=pl.String), y_plotted=pl.when(pl.col("status") == "complete")

@@ -83,6 +83,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("pid", pl.Int64, "worker process id"),
     Column("device", pl.String, "device the trial ran on (cpu, or cuda: the GPU Ray assigned it)"),
     Column("ray_gpu_ids", pl.String, "the GPUs Ray assigned the trial (empty: none asked for)"),
+    Column("reuses_trial", pl.Int64, "trial index whose result this twin reuses (the same design, not trained again)"),
     Column("artefacts", pl.String, "folder of the trial's hand-off files (card, widths, weights), relative to the sweep's"),
     Column("started_unix_s", pl.Float64, "start time", unit="s since 1970"),
     Column("finished_unix_s", pl.Float64, "finish time", unit="s since 1970"),
@@ -132,7 +133,7 @@ OBJECTIVES: dict[str, Column] = {c.name: c for c in COLUMNS if c.selectable}
 TEST_SCORES: dict[str, Column] = {c.name: c for c in COLUMNS if c.split == "test"}
 # Columns of bookkeeping: not shown in tooltips or exported with a front design.
 BOOKKEEPING = ("trial_id", "trial_index", "sweep", "status", "reason", "stage", "attempts", "seed", "config_hash",
-               "code_version", "host", "node_ip", "pid", "device", "ray_gpu_ids", "artefacts",
+               "code_version", "host", "node_ip", "pid", "device", "ray_gpu_ids", "artefacts", "reuses_trial",
                "started_unix_s", "finished_unix_s")
 # The design's own numbers: tooltips and the front export (per-stage timings left out).
 METRIC_COLUMNS = tuple(c.name for c in COLUMNS if c.name not in BOOKKEEPING and c.name != "train_curve"

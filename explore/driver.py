@@ -28,8 +28,9 @@ import numpy as np
 import optuna
 import polars as pl
 import ray
+import yaml
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -37,10 +38,11 @@ from explore.analysis import gate_savings
 from explore.columns import SCHEMA, STATUSES
 from explore.context import build_context
 from explore.faults import FAULT_ENV, Faults, fault_injector
-from explore.pareto import non_dominated
-from explore.rows import build_row, outcome_metrics, row_schema
+from explore.pareto import FlatStop, non_dominated
+from explore.point import config_hash
+from explore.rows import REUSABLE_STATUSES, build_row, outcome_metrics, reused_metrics, row_schema
 from explore.runtime import MALLOC_ENV, code_version
-from explore.spec import SweepSpec, spec_to_yaml
+from explore.spec import RESUMABLE_CHANGES, SweepSpec, parse_spec, resume_changes, spec_to_yaml
 from explore.store import StoreError, TrialStore, read_trials
 from explore.trial import gate_front, run_trial
 from onn.energy import format_energy
@@ -138,20 +140,30 @@ class SweepSearch(OptunaSearch):
     - tells Optuna PRUNED for a trial that did not finish (pruned, infeasible, diverged) or has a
       missing objective, instead of COMPLETE with partial values (a pruned design has an energy but
       no trained accuracy); TPE counts pruned trials among the bad examples. Every told trial
-      carries its status, reason and stage as user attributes.
+      carries its status, reason and stage as user attributes;
+    - keeps a design cache: a proposal whose design point (`explore.point.config_hash`) already
+      finished in this sweep carries that result (``reuse`` in its config) and is not trained
+      again; Optuna is told the same values;
+    - stops proposing (``FINISHED``) once ``flat`` says the hypervolume has stopped rising.
     """
 
     def __init__(self, spec: SweepSpec, storage: optuna.storages.BaseStorage, *, first_index: int,
-                 requeue: list[tuple[int, int]], sampler):
+                 requeue: list[tuple[int, int]], sampler, known: dict[str, dict] | None = None,
+                 flat: FlatStop | None = None):
         space = {name: domain.distribution() for name, domain in spec.space.items()}
         super().__init__(space=space, metric=spec.metrics, mode=spec.directions, sampler=sampler,
                          study_name=spec.name, storage=storage)
+        self._spec = spec
         self._next_index = first_index
         self._requeue = list(requeue)
         self._index_of: dict[str, int] = {}
+        self._known = dict(known or {})  # config hash -> what a twin reuses (`explore.rows.reused_metrics`)
+        self._flat = flat
 
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials:
+            if self._flat is not None and self._flat.flat and not self._requeue:
+                return Searcher.FINISHED
             if self._requeue:
                 storage_id, index = self._requeue.pop(0)
                 self._ot_trials[trial_id] = optuna.Trial(self._ot_study, storage_id)
@@ -160,14 +172,41 @@ class SweepSearch(OptunaSearch):
                 self._ot_trials[trial_id] = self._ot_study.ask(fixed_distributions=self._space)
                 self._ot_trials[trial_id].set_user_attr("trial_index", index)
             self._index_of[trial_id] = index
-        return {**self._ot_trials[trial_id].params, "trial_index": self._index_of[trial_id]}
+        config = {**self._ot_trials[trial_id].params, "trial_index": self._index_of[trial_id]}
+        reuse = self._known.get(config_hash(_params(self._spec, config)))
+        return config if reuse is None else {**config, "reuse": reuse}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self._ot_trials and trial_id not in self._completed_trials:
             _set_outcome_attrs(self._ot_trials[trial_id], result or {"status": "failed", "stage": "error"})
+            if result and result.get("status") in REUSABLE_STATUSES and result.get("reuses_trial") is None:
+                self._known.setdefault(result["config_hash"], reused_metrics(result))
+            if self._flat is not None:
+                complete = bool(result) and result.get("status") == "complete"
+                self._flat.add([result[m] if complete and not _missing(result.get(m)) else math.nan
+                                for m in self.metric])
         if result and (result.get("status") != "complete" or any(_missing(result.get(m)) for m in self.metric)):
             result = None  # OptunaSearch tells PRUNED for no result without an error
         super().on_trial_complete(trial_id, result, error)
+
+
+def design_cache(rows: pl.DataFrame) -> dict[str, dict]:
+    """config hash -> what a twin reuses, from the rows so far (each design where it ran)."""
+    finished = rows.filter(pl.col("status").is_in(REUSABLE_STATUSES) & pl.col("reuses_trial").is_null()
+                           & pl.col("config_hash").is_not_null())
+    return {row["config_hash"]: reused_metrics(row) for row in finished.iter_rows(named=True)}
+
+
+def flat_stop(spec: SweepSpec, rows: pl.DataFrame) -> FlatStop | None:
+    """``budget.stop_when_flat``'s stopper, fed the rows so far in finishing order (None: off)."""
+    settings = spec.budget.stop_when_flat
+    if settings is None:
+        return None
+    stop = FlatStop(spec.directions, **settings.model_dump())
+    for row in rows.sort(["finished_unix_s", "trial_index"], nulls_last=True).iter_rows(named=True):
+        complete = row["status"] == "complete"
+        stop.add([row[m] if complete and not _missing(row[m]) else math.nan for m in spec.metrics])
+    return stop
 
 
 def reconcile(study: optuna.Study, rows: pl.DataFrame, spec: SweepSpec) -> tuple[int, list[tuple[int, int]]]:
@@ -342,10 +381,15 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
         if not saved.exists():
             print(f"nothing to resume in {folder}; run without --resume to start", file=sys.stderr)
             return 2
-        if saved.read_text() != spec_to_yaml(spec):
-            print(f"{spec.name}: the sweep file differs from the one this sweep started with ({saved}); "
-                  f"resume with the same file (and overrides), or give the new sweep another name", file=sys.stderr)
+        allowed, refused = resume_changes(parse_spec(yaml.safe_load(saved.read_text()), str(saved)), spec)
+        if refused:
+            print(f"{spec.name}: the sweep file differs from the one this sweep started with ({saved}) in "
+                  f"{', '.join(refused)}; resume with the same file (and overrides; only "
+                  f"{', '.join(f'budget.{k}' for k in RESUMABLE_CHANGES)} may change), or give the new sweep "
+                  f"another name", file=sys.stderr)
             return 2
+        if allowed:
+            print(f"[sweep {spec.name}] resuming with new {', '.join(allowed)}", flush=True)
     elif has_rows or (folder / STUDY_FILE).exists():
         print(f"{folder} already holds a sweep; use --resume to continue it, or another name/output",
               file=sys.stderr)
@@ -414,7 +458,11 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
         print(savings.sentence())
     print(f"rows: {folder / 'trials'} ({len(frame)} trials); study: {folder / STUDY_FILE}")
     out_of_time = spec.budget.time_limit_s is not None and time.time() - start >= spec.budget.time_limit_s
-    if len(frame) < spec.budget.trials and not out_of_time:  # Tune returns normally on Ctrl-C
+    flat = flat_stop(spec, frame)
+    if flat is not None and flat.flat:
+        print(f"[sweep {spec.name}] stopped early after {len(frame)} of at most {spec.budget.trials} trials: "
+              f"{flat.reason()}")
+    elif len(frame) < spec.budget.trials and not out_of_time:  # Tune returns normally on Ctrl-C
         print(f"stopped with {len(frame)}/{spec.budget.trials} trials; continue with the same command and --resume",
               file=sys.stderr)
         return 130
@@ -430,7 +478,8 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
     folder = spec.folder
     rows = read_trials(folder / "trials", row_schema(spec))
     remaining = spec.budget.trials - len(rows)
-    if remaining <= 0:
+    flat = flat_stop(spec, rows)
+    if remaining <= 0 or (flat is not None and flat.flat):
         return
     storage = study_storage(spec)
     study = open_study(spec, storage)
@@ -440,7 +489,8 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
         print(f"[sweep {spec.name}] {len(rows)} trials already recorded; running {remaining} more "
               f"({len(requeue)} of them interrupted earlier, rerun with their own parameters)", flush=True)
     searcher = SweepSearch(spec, storage, first_index=first_index, requeue=requeue,
-                           sampler=optuna_sampler(spec, resumed_trials=len(study.trials)))
+                           sampler=optuna_sampler(spec, resumed_trials=len(study.trials)), known=design_cache(rows),
+                           flat=flat)
     writer = RowWriter(spec, code_version())
     callbacks = [writer]
     faults = Faults.from_environment()
@@ -515,6 +565,13 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
 
     torch.set_num_threads(max(1, int(spec.budget.cpus_per_trial)))
     started, cpu_started = time.time(), time.process_time()
+    index = config["trial_index"]
+    if config.get("reuse"):  # a twin of a design this sweep already ran: its result, nothing trained
+        _report(spec, {**config["reuse"], "trial_index": index, "config_hash": config_hash(_params(spec, config)),
+                       "host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
+                       "started_unix_s": started, "finished_unix_s": time.time(), "t_total_s": time.time() - started,
+                       "cpu_s": time.process_time() - cpu_started})
+        return
     device = trial_device()
     context = build_context(spec, teacher_state=teacher_state, teacher_name=teacher_name, device=device,
                             faults=Faults.from_environment())
@@ -522,7 +579,6 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
         front = np.array(ray.get(ray.get_actor(FRONT_ACTOR.format(name=spec.name)).get.remote()), dtype=float)
     except (ValueError, ray.exceptions.RayActorError):
         front = None  # no board (or it was lost with a node): the gate checks the accuracy bar only
-    index = config["trial_index"]
     point = context.point(_params(spec, config))
     outcome = run_trial(point, context.with_front(front), trial_index=index)
     metrics = outcome_metrics(outcome)
@@ -532,10 +588,13 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
                    node_ip=ray.util.get_node_ip_address(), pid=os.getpid(), started_unix_s=started,
                    finished_unix_s=time.time(), cpu_s=time.process_time() - cpu_started, device=device,
                    ray_gpu_ids=_gpu_ids())
-    for metric in spec.metrics:  # every objective key present (Tune checks); a pruned design keeps its
-        if metrics.get(metric) is None:  # energy, which the report plots; Optuna sees only complete ones
-            metrics[metric] = float("nan")
-    tune.report(metrics)
+    _report(spec, metrics)
+
+
+def _report(spec: SweepSpec, metrics: dict[str, Any]) -> None:
+    """Report a trial's row once. Every objective key is present (Tune checks); a pruned design
+    keeps its energy, which the report plots; Optuna sees only complete ones."""
+    tune.report({**metrics, **{m: float("nan") for m in spec.metrics if metrics.get(m) is None}})
 
 
 def _params(spec: SweepSpec, config: dict) -> dict[str, Any]:

@@ -61,3 +61,43 @@ def hypervolume(values: np.ndarray, directions: Sequence[str], reference: np.nda
 def hypervolume_history(values: np.ndarray, directions: Sequence[str], reference: np.ndarray) -> np.ndarray:
     """(n,) hypervolume after each row, in row order (rows sorted by finishing time by the caller)."""
     return np.array([hypervolume(values[: i + 1], directions, reference) for i in range(len(values))])
+
+
+class FlatStop:
+    """When to stop a search whose hypervolume has stopped rising (``budget.stop_when_flat``).
+
+    Fed every finished trial's objective values in finishing order (NaN for a trial that did not
+    finish training: it spent budget without moving the front). After ``min_trials`` trials the
+    reference point is frozen (`reference_point` of the finite values so far), so later values
+    cannot move the yardstick; from then on the search is flat once ``patience`` trials in a row
+    have not raised the hypervolume by more than ``rel_tol`` of its best value.
+    """
+
+    def __init__(self, directions: Sequence[str], *, patience: int, min_trials: int, rel_tol: float):
+        self.directions, self.patience, self.min_trials, self.rel_tol = list(directions), patience, min_trials, rel_tol
+        self.values: list[np.ndarray] = []
+        self.reference: np.ndarray | None = None
+        self.best = 0.0
+        self.best_at = 0  # trials seen when the best hypervolume was reached
+
+    def add(self, values: Sequence[float]) -> None:
+        self.values.append(np.asarray(values, dtype=float))
+        if len(self.values) < self.min_trials:
+            return
+        stacked = np.stack(self.values)
+        if self.reference is None:
+            if not np.isfinite(stacked).all(axis=1).any():
+                return  # nothing has finished yet: the clock starts with the first finished design
+            self.reference = reference_point(stacked, self.directions)
+            self.best_at = len(self.values)
+        volume = hypervolume(stacked, self.directions, self.reference)
+        if volume > self.best * (1 + self.rel_tol):
+            self.best, self.best_at = volume, len(self.values)
+
+    @property
+    def flat(self) -> bool:
+        return self.reference is not None and len(self.values) - self.best_at >= self.patience
+
+    def reason(self) -> str:
+        return (f"the hypervolume has not risen by more than {self.rel_tol:.0%} for {len(self.values) - self.best_at} "
+                f"trials (budget.stop_when_flat: patience {self.patience})")

@@ -34,9 +34,14 @@ class DesignPoint:
 
     @property
     def config_hash(self) -> str:
-        """Short, stable hash of the parameters: the same design point always has the same hash."""
-        text = json.dumps(dict(self.params), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return config_hash(dict(self.params))
+
+
+def config_hash(params: dict[str, Any]) -> str:
+    """Short, stable hash of a design point's parameters (sampled + fixed): the same design point
+    always has the same hash; within a sweep (one training recipe, one seed) it names the design."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def base_design(channels: int, task: str) -> Design:

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import polars as pl
 
-from explore.columns import SCHEMA
+from explore.columns import BOOKKEEPING, SCHEMA
 from explore.space import value_dtype
 from explore.spec import SweepSpec
 from explore.trial import TrialOutcome
@@ -23,6 +23,20 @@ def row_schema(spec: SweepSpec) -> dict[str, pl.DataType]:
     params = {f"param.{name}": domain.dtype for name, domain in spec.space.items()}
     params.update({f"param.{name}": value_dtype([value]) for name, value in spec.fixed.items()})
     return {**SCHEMA, **params}
+
+
+REUSABLE_STATUSES = ("complete", "pruned", "infeasible")  # a failed trial is tried again, never reused
+
+
+def reused_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a twin (the same design point later in the sweep) takes from ``row`` (a row or a
+    trial's report): the outcome and the design's numbers, not the bookkeeping or the times and
+    CPU, which are the twin's own (near zero); ``reuses_trial`` says whose they are."""
+    kept = {k: v for k, v in row.items()
+            if k in SCHEMA and (k not in BOOKKEEPING or k in ("status", "reason", "stage", "artefacts"))
+            and not k.startswith(("t_", "cpu_"))}
+    return {**kept, "reuses_trial": row.get("reuses_trial") if row.get("reuses_trial") is not None
+            else row["trial_index"]}
 
 
 def outcome_metrics(outcome: TrialOutcome) -> dict[str, Any]:

@@ -156,6 +156,14 @@ class Search(Strict):
     grid_points: int = Field(5, ge=2)  # grid: values per float range
 
 
+class StopWhenFlat(Strict):
+    """Stop proposing once the hypervolume is flat (`explore.pareto.FlatStop`): budget.trials becomes a cap."""
+
+    patience: int = Field(8, ge=1)  # finished trials in a row without a hypervolume gain
+    min_trials: int = Field(8, ge=2)  # trials before the reference point is frozen and the count starts
+    rel_tol: float = Field(0.01, ge=0.0)  # a gain below this fraction of the best hypervolume is no gain
+
+
 class Budget(Strict):
     trials: int = Field(ge=1)
     concurrency: int = Field(1, ge=1)
@@ -164,6 +172,7 @@ class Budget(Strict):
     compile: bool = True  # torch.compile the sensor readout in trials (ONN_COMPILE; pays for trials of minutes)
     time_limit_s: float | None = Field(None, gt=0.0)
     max_retries: int = Field(1, ge=0)  # a trial whose worker dies is retried this often, then failed
+    stop_when_flat: StopWhenFlat | None = None  # stop early on a hypervolume plateau (off by default)
 
 
 class SweepSpec(Strict):
@@ -396,6 +405,29 @@ def _set_path(raw: dict, keys: list[str], value: Any) -> None:
             raise SpecError(f"override {'.'.join(keys)}: {key} is not a mapping")
         i += width
     node[keys[-1]] = value
+
+
+# Budget keys a resume may change: how the remaining trials are run, not what a trial computes.
+RESUMABLE_CHANGES = ("trials", "concurrency", "time_limit_s", "max_retries", "stop_when_flat")
+
+
+def resume_changes(saved: SweepSpec, spec: SweepSpec) -> tuple[list[str], list[str]]:
+    """The dotted keys that differ between the saved sweep and ``spec``: (those a resume may
+    change, those it may not)."""
+    old, new = _flatten(saved.model_dump(mode="json")), _flatten(spec.model_dump(mode="json"))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    allowed = [k for k in changed if k.startswith(tuple(f"budget.{key}" for key in RESUMABLE_CHANGES))]
+    return allowed, [k for k in changed if k not in allowed]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def spec_to_yaml(spec: SweepSpec) -> str:

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from explore.pareto import as_losses, dominates, hypervolume, hypervolume_history, non_dominated, reference_point
+from explore.pareto import (FlatStop, as_losses, dominates, hypervolume, hypervolume_history, non_dominated,
+                            reference_point)
 
 INF, NAN = float("inf"), float("nan")
 
@@ -84,3 +85,42 @@ def test_reference_point_is_worse_than_every_point():
     values = np.array([[0.9, 10.0], [0.5, 1.0], [NAN, 0.1]])
     ref = reference_point(values, ["max", "min"])
     assert (as_losses(values[:2], ["max", "min"]) < ref).all()
+
+
+def _fed(history, **settings):
+    stop = FlatStop(["max", "min"], **{"patience": 3, "min_trials": 4, "rel_tol": 0.01, **settings})
+    flat_at = None
+    for i, values in enumerate(history):
+        stop.add(values)
+        if stop.flat and flat_at is None:
+            flat_at = i + 1
+    return stop, flat_at
+
+
+def test_the_stopper_stops_on_a_flat_history():
+    rng = np.random.default_rng(0)
+    history = [(0.5 + 0.1 * i, 10.0 - i) for i in range(4)]  # a rising start, then nothing better
+    history += [(0.5 + 0.2 * rng.random(), 8.0 + 2 * rng.random()) for _ in range(6)]
+    history.insert(5, (NAN, NAN))  # a pruned trial counts as a trial without a gain
+    stop, flat_at = _fed(history)
+    assert flat_at == 4 + 3  # the reference is frozen at trial 4; three trials without a gain follow
+    assert "patience 3" in stop.reason()
+
+
+def test_the_stopper_does_not_stop_while_the_front_rises():
+    rising = [(0.5 + 0.04 * i, 10.0 - 0.3 * i) for i in range(20)]
+    _, flat_at = _fed(rising)
+    assert flat_at is None
+    _, flat_at = _fed(rising[:8] + [(0.1, 20.0)] * 2 + rising[8:])  # two poor trials: short of patience
+    assert flat_at is None
+
+
+def test_the_stopper_waits_for_a_first_finished_design():
+    stop, flat_at = _fed([(NAN, NAN)] * 10)
+    assert flat_at is None and stop.reference is None
+
+
+def test_gains_below_the_tolerance_are_flat():
+    small = [(0.9, 10.0)] * 4 + [(0.9, 10.0 - 0.001 * i) for i in range(1, 6)]
+    assert _fed(small, rel_tol=0.01)[1] == 7
+    assert _fed(small, rel_tol=0.0)[1] is None

@@ -8,10 +8,11 @@ import yaml
 
 from explore.parameters import HARDWARE
 from explore.point import base_design, design_point
-from explore.spec import SpecError, load_spec, parse_spec
+from explore.spec import SpecError, load_spec, parse_spec, resume_changes
 
 SWEEPS = sorted(Path(__file__).parent.parent.glob("sweeps/*.yaml"))
-TINY = yaml.safe_load((Path(__file__).parent.parent / "sweeps" / "tiny.yaml").read_text())
+TINY_FILE = Path(__file__).parent.parent / "sweeps" / "tiny.yaml"
+TINY = yaml.safe_load(TINY_FILE.read_text())
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
@@ -270,3 +271,13 @@ def test_a_mutated_sweep_file_validates_or_names_the_key(raw):
     except SpecError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip() and line.strip() != "invalid sweep file:"]
         assert lines and all(line.startswith("mutant.yaml: ") and line.count(":") >= 2 for line in lines), str(exc)
+
+
+def test_a_resume_may_change_how_trials_run_but_not_what_they_compute():
+    saved = load_spec(TINY_FILE)
+    faster = load_spec(TINY_FILE, ["budget.concurrency=4", "budget.trials=10", "budget.stop_when_flat={patience: 3}"])
+    allowed, refused = resume_changes(saved, faster)
+    assert refused == [] and allowed[0] == "budget.concurrency" and allowed[-1] == "budget.trials"
+    assert "budget.stop_when_flat.patience" in allowed
+    other = load_spec(TINY_FILE, ["training.epochs=1", "space.backend_width.values=[8]"])
+    assert resume_changes(saved, other) == ([], ["space.backend_width.values", "training.epochs"])

@@ -241,3 +241,47 @@ def test_an_unwritable_results_folder_is_refused_before_ray(tmp_path):
     blocker.write_text("not a folder")
     code, out = sweep(blocker, "budget.trials=1")  # output=<a file>: its sweep folder cannot be made
     assert code == 2 and "cannot write the sweep's results to" in out and "Started a local Ray" not in out
+
+
+ONE_DESIGN = ["space={backend_width: {type: choice, values: [8]}}", "fixed.aperture_mm=1.0", "fixed.mask_res=96",
+              "search.sampler=random", "budget.concurrency=1"]
+
+
+def test_twins_are_not_retrained_and_a_flat_front_stops_the_sweep(tmp_path):
+    # every proposal is the same design: the first is trained, the others reuse it; the front
+    # cannot rise, so the stopper ends the sweep once patience trials have passed after min_trials
+    overrides = [*ONE_DESIGN, "gate.enabled=false", "budget.stop_when_flat={patience: 2, min_trials: 2, rel_tol: 0.0}"]
+    code, out = sweep(tmp_path, *overrides)
+    assert code == 0, out
+    assert "stopped early after 4 of at most 6 trials" in out, out
+    frame = rows(tmp_path, overrides).sort("trial_index")
+    assert frame["trial_index"].to_list() == [0, 1, 2, 3]
+    assert frame["status"].to_list() == ["complete"] * 4, frame.select("status", "reason")
+    assert frame["reuses_trial"].to_list() == [None, 0, 0, 0]
+    assert frame["config_hash"].n_unique() == 1
+    first, twins = frame.row(0, named=True), frame.filter(pl.col("reuses_trial").is_not_null())
+    assert (twins["accuracy_compensated_val"] == first["accuracy_compensated_val"]).all()
+    assert twins["t_train_s"].is_null().all() and (twins["cpu_s"] < first["cpu_s"] / 10).all()  # nothing ran
+    assert (twins["artefacts"] == first["artefacts"]).all()
+    a = analyse(load_spec(TINY, [f"output={tmp_path}", *overrides]), frame)
+    assert len(a.front) == 1 and a.front["trial_index"][0] == 0  # a twin is counted once, where it ran
+    # resuming a sweep that stopped flat does nothing more
+    code, out = sweep(tmp_path, *overrides, "--resume")
+    assert code == 0 and len(rows(tmp_path, overrides)) == 4, out
+
+
+def test_gated_designs_reach_the_study_as_constraints(tmp_path):
+    import optuna
+
+    overrides = [*ONE_DESIGN, "gate.min_accuracy=0.99", "budget.trials=2", "search.sampler=tpe"]
+    code, out = sweep(tmp_path, *overrides, "--no-report")
+    assert code == 0, out
+    frame = rows(tmp_path, overrides).sort("trial_index")
+    assert frame["status"].to_list() == ["pruned", "pruned"] and frame["reuses_trial"].to_list() == [None, 0]
+    assert (frame["violation"] > 0).all()
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "tiny" / "study.journal")))
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2
+    # what TPE's constraints_func saw: the recorded shortfall, not a tied "pruned" bucket
+    assert [t.system_attrs["constraints"] for t in trials] == [[v] for v in frame["violation"].to_list()]
