@@ -27,6 +27,7 @@ ROLE_TEST = "front design, test accuracy (for the record)"  # a front design rep
 ROLE_DOMINATED = "dominated (trained)"
 ROLE_PRUNED = "pruned: estimated accuracy, not trained"
 ROLE_INFEASIBLE = "infeasible: estimated accuracy"
+ROLE_SCREENED = "screened out: estimated accuracy, not trained"
 ROLE_FAILED, ROLE_UNSCORED = "failed", "complete, objective missing"
 ROLE_TWIN = "twin: reuses an earlier trial's result"  # the design cache: counted once, where it was trained
 @dataclass(frozen=True)
@@ -91,8 +92,10 @@ def analyse(spec: SweepSpec, rows: pl.DataFrame) -> Analysis:
     scored = complete & np.isfinite(values).all(axis=1)
     x, y = front_axes(spec)
     status = rows["status"].to_numpy()
-    role = np.select([twin, on_front, complete & ~scored, complete, status == "pruned", status == "infeasible"],
-                     [ROLE_TWIN, ROLE_FRONT, ROLE_UNSCORED, ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE], ROLE_FAILED)
+    role = np.select([twin, on_front, complete & ~scored, complete, status == "pruned", status == "infeasible",
+                      status == "screened"],
+                     [ROLE_TWIN, ROLE_FRONT, ROLE_UNSCORED, ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE, ROLE_SCREENED],
+                     ROLE_FAILED)
     # a design stopped before training has no trained accuracy: it is drawn at its estimate
     estimated = pl.col("est_accuracy") if y.startswith("accuracy") else pl.col(y)
     rows = rows.with_columns(role=pl.Series(role, dtype=pl.String), y_plotted=pl.when(pl.col("status") == "complete")

@@ -19,7 +19,8 @@ from typing import Sequence
 import altair as alt
 import polars as pl
 
-from explore.analysis import ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_TEST
+from explore.analysis import (ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_SCREENED,
+                              ROLE_TEST)
 from explore.columns import BY_NAME
 from explore.columns import title as column_title
 from onn.energy import format_energy
@@ -37,8 +38,9 @@ STYLES: dict[str, tuple[str, str, str, float, int]] = {
     ROLE_DOMINATED: (GREY, GREY, "circle", 0.45, 30),
     ROLE_PRUNED: (GOLD, GOLD, "triangle-up", 0.5, 30),
     ROLE_INFEASIBLE: (PURPLE, PURPLE, "cross", 0.45, 30),
+    ROLE_SCREENED: ("white", GOLD, "triangle-down", 0.6, 30),
 }
-MUTED = (ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE)
+MUTED = (ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE, ROLE_SCREENED)
 # The stages of a trained design, in order: (column stem, name); the columns end in _<split>.
 STAGES = (("accuracy_ideal", "ideal simulation"), ("accuracy_realised", "realised masks"),
           ("accuracy_fabricated", "fabricated, as made"), ("accuracy_compensated", "fabricated, compensated"))

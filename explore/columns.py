@@ -62,14 +62,14 @@ def _scores(stem: str, what: str, *, spread: bool = False) -> tuple[Column, ...]
 
 
 STAGES = ("validity", "estimate", "gate", "train", "realise", "fabricate", "compensate")
-STATUSES = ("complete", "pruned", "infeasible", "failed")
+STATUSES = ("complete", "pruned", "infeasible", "failed", "screened")
 
 COLUMNS: tuple[Column, ...] = (
     # identity and bookkeeping
-    Column("trial_id", pl.String, "Tune's trial id"),
+    Column("trial_id", pl.String, "Tune's trial id (with #<trial index> for each proposal of a screening slot)"),
     Column("trial_index", pl.Int64, "0-based index of the trial in the sweep, in order of proposal"),
     Column("sweep", pl.String, "the sweep's name"),
-    Column("status", pl.String, "complete, pruned, infeasible or failed"),
+    Column("status", pl.String, "complete, pruned, infeasible, failed or screened"),
     Column("reason", pl.String, "why the trial stopped early (empty when complete)"),
     Column("stage", pl.String, "the last stage reached"),
     Column("violation", pl.Float64, "how far the design is from feasible or from passing the gate (relative; 0 when "
@@ -97,6 +97,8 @@ COLUMNS: tuple[Column, ...] = (
     # before training
     Column("est_accuracy", pl.Float64, "design-aware accuracy estimate before training, on held-out validation "
            "samples (0-1)", label="estimated accuracy before training"),
+    Column("predicted_accuracy", pl.Float64, "screening: the estimate mapped onto trained accuracy by a line through "
+           "the designs trained so far (0-1)", label="predicted accuracy (screening)"),
     Column("energy_pj", pl.Float64, "energy per inference", unit="pJ", label="energy per inference", objective="min"),
     Column("energy_capture_pj", pl.Float64, "energy of light source and exposure", unit="pJ"),
     Column("energy_readout_pj", pl.Float64, "energy of the sensor read-out", unit="pJ"),
@@ -128,6 +130,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("cpu_estimate_s", pl.Float64, "CPU time of the estimate stage (what screening a design costs)", unit="s"),
 )
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+# Known before a design is trained (validity and estimate stages): what screening may rank by.
+BEFORE_TRAINING = ("n_kernels", "colours", "n_suboptics", "pitch_um", "n_params", "est_accuracy",
+                   *(c.name for c in COLUMNS if c.name.startswith("energy_")), "macs", "pixels_read")
 SCHEMA: dict[str, pl.DataType] = {c.name: c.dtype for c in COLUMNS}
 OBJECTIVES: dict[str, Column] = {c.name: c for c in COLUMNS if c.selectable}
 TEST_SCORES: dict[str, Column] = {c.name: c for c in COLUMNS if c.split == "test"}

@@ -34,6 +34,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from explore import screening
 from explore.analysis import gate_savings
 from explore.columns import SCHEMA, STATUSES
 from explore.context import build_context
@@ -44,7 +45,7 @@ from explore.rows import REUSABLE_STATUSES, build_row, outcome_metrics, reused_m
 from explore.runtime import MALLOC_ENV, code_version
 from explore.spec import RESUMABLE_CHANGES, SweepSpec, parse_spec, resume_changes, spec_to_yaml
 from explore.store import StoreError, TrialStore, read_trials
-from explore.trial import gate_front, run_trial
+from explore.trial import examine, gate_front, run_trial
 from onn.energy import format_energy
 
 FRONT_ACTOR = "explore-front-{name}"
@@ -78,7 +79,8 @@ def open_study(spec: SweepSpec, storage: optuna.storages.BaseStorage) -> optuna.
 def optuna_sampler(spec: SweepSpec, resumed_trials: int = 0):
     """The sweep file's ``search.sampler``. Seeded with the sweep's seed, mixed with the number of
     trials already in the study on a resume (a sampler seeded as at the start would propose the
-    start's random designs again). TPE, GP and NSGA-II see `violation_constraint`."""
+    start's random designs again). TPE, GP and NSGA-II read each told trial's constraint
+    (`_set_outcome_attrs`)."""
     seed = spec.seed if not resumed_trials else int(np.random.SeedSequence([spec.seed, resumed_trials])
                                                       .generate_state(1)[0])
     search = spec.search
@@ -88,13 +90,10 @@ def optuna_sampler(spec: SweepSpec, resumed_trials: int = 0):
         case "grid":
             return optuna.samplers.GridSampler(grid_space(spec), seed=seed)
         case "gp":
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=search.startup_trials,
-                                             constraints_func=violation_constraint)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=search.startup_trials)
         case "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, search.startup_trials),
-                                                 constraints_func=violation_constraint)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials,
-                                      constraints_func=violation_constraint)
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, search.startup_trials))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
 
 
 def grid_space(spec: SweepSpec) -> dict[str, list]:
@@ -103,44 +102,51 @@ def grid_space(spec: SweepSpec) -> dict[str, list]:
     return {name: domain.grid(spec.search.grid_points) for name, domain in spec.space.items()}
 
 
-def tell_from_row(study: optuna.Study, frozen: optuna.trial.FrozenTrial, row: dict, spec: SweepSpec) -> None:
-    """Tell the study the outcome a row records (the row was written, the tell was lost)."""
-    trial = optuna.Trial(study, frozen._trial_id)
-    _set_outcome_attrs(trial, row)
-    values = [row.get(m) for m in spec.metrics]
-    if row["status"] == "complete" and not any(_missing(v) for v in values):
+def tell_row(study: optuna.Study, trial: optuna.Trial, row: dict | None, spec: SweepSpec) -> None:
+    """Tell the study the outcome ``row`` records (None: the trial errored and left no row of its own).
+
+    COMPLETE with the objectives for a complete row; PRUNED for a pruned or infeasible one (its
+    ``violation`` is the constraint TPE, GP and NSGA-II rank it by) or one missing an objective;
+    FAIL, which samplers ignore, for a failed trial; a screened proposal as ``search.screened_tell``
+    says (its predicted accuracy as if trained, PRUNED, or FAIL)."""
+    _set_outcome_attrs(trial, row or {"status": "failed", "stage": "error"})
+    state = optuna.trial.TrialState
+    status = row["status"] if row else "failed"
+    values = [row.get(m) for m in spec.metrics] if row else []
+    if status == "screened" and spec.search.screened_tell == "estimate":
+        values = [row.get("predicted_accuracy") if m.startswith("accuracy_") else row.get(m) for m in spec.metrics]
+    elif status == "screened":
+        study.tell(trial, state=state.FAIL if spec.search.screened_tell == "fail" else state.PRUNED)
+        return
+    if status in ("complete", "screened") and not any(_missing(v) for v in values):
         study.tell(trial, values)
     else:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL if row["status"] == "failed"
-                   else optuna.trial.TrialState.PRUNED)
+        study.tell(trial, state=state.FAIL if status == "failed" else state.PRUNED)
 
 
 def _set_outcome_attrs(trial: optuna.Trial, row: dict) -> None:
+    """A told trial's status, reason and stage (user attributes), and its constraint ``violation``
+    (> 0: violated): how far an infeasible or gated design is from feasible, recorded by the trial
+    (`explore.trial.TrialOutcome.violation`), so TPE, GP and NSGA-II rank bad regions by how bad
+    they are instead of lumping them together. Every told trial has one (NSGA-II requires it)."""
     for key in ("status", "reason", "stage"):
         if row.get(key) is not None:
             trial.set_user_attr(key, row[key])
     violation = row.get("violation")
-    trial.set_user_attr("violation", 0.0 if _missing(violation) else float(violation))
-
-
-def violation_constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Optuna's constraint (> 0: violated): how far an infeasible or gated design is from feasible,
-    recorded by the trial (`explore.trial.TrialOutcome.violation`), so the sampler ranks bad regions
-    by how bad they are instead of lumping them together."""
-    return [float(trial.user_attrs.get("violation", 0.0))]
+    trial.set_constraint("violation", 0.0 if _missing(violation) else float(violation))
 
 
 class SweepSearch(OptunaSearch):
-    """`OptunaSearch` over the sweep's space on its persistent study, which:
+    """`OptunaSearch` over the sweep's space on its persistent study. Each Tune trial is a slot of
+    one proposal, or of ``search.screen`` proposals of which the trial trains one
+    (`explore.screening`); every proposal is an Optuna trial with its own trial index and row. It:
 
     - gives every proposal a trial index (in its config and as the Optuna trial's user attribute
       ``trial_index``), so rows, the study and Tune agree on which trial is which;
-    - hands out ``requeue`` first: trials the study saw start but that left no row, with their own
-      parameters and index (a resume runs them again instead of proposing new ones);
-    - tells Optuna PRUNED for a trial that did not finish (pruned, infeasible, diverged) or has a
-      missing objective, instead of COMPLETE with partial values (a pruned design has an energy but
-      no trained accuracy); TPE counts pruned trials among the bad examples. Every told trial
-      carries its status, reason and stage as user attributes;
+    - hands out ``requeue`` first, one per slot: proposals the study saw start but that left no row,
+      with their own parameters and index (a resume runs them again instead of proposing new ones);
+    - proposes exactly ``rows_left`` more (the last slot may hold fewer than ``search.screen``);
+    - tells each proposal its row's outcome (`tell_row`);
     - keeps a design cache: a proposal whose design point (`explore.point.config_hash`) already
       finished in this sweep carries that result (``reuse`` in its config) and is not trained
       again; Optuna is told the same values;
@@ -148,7 +154,7 @@ class SweepSearch(OptunaSearch):
     """
 
     def __init__(self, spec: SweepSpec, storage: optuna.storages.BaseStorage, *, first_index: int,
-                 requeue: list[tuple[int, int]], sampler, known: dict[str, dict] | None = None,
+                 requeue: list[tuple[int, int]], rows_left: int, sampler, known: dict[str, dict] | None = None,
                  flat: FlatStop | None = None):
         space = {name: domain.distribution() for name, domain in spec.space.items()}
         super().__init__(space=space, metric=spec.metrics, mode=spec.directions, sampler=sampler,
@@ -156,38 +162,60 @@ class SweepSearch(OptunaSearch):
         self._spec = spec
         self._next_index = first_index
         self._requeue = list(requeue)
-        self._index_of: dict[str, int] = {}
+        self._rows_left = rows_left - len(requeue)  # new proposals still to make
+        self._slots: dict[str, list[tuple[optuna.Trial, int]]] = {}
         self._known = dict(known or {})  # config hash -> what a twin reuses (`explore.rows.reused_metrics`)
         self._flat = flat
 
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials:
-            if self._flat is not None and self._flat.flat and not self._requeue:
-                return Searcher.FINISHED
+        if trial_id not in self._slots:
             if self._requeue:
                 storage_id, index = self._requeue.pop(0)
-                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, storage_id)
+                slot = [(optuna.Trial(self._ot_study, storage_id), index)]
+            elif self._rows_left <= 0 or (self._flat is not None and self._flat.flat):
+                return Searcher.FINISHED
             else:
-                index, self._next_index = self._next_index, self._next_index + 1
-                self._ot_trials[trial_id] = self._ot_study.ask(fixed_distributions=self._space)
-                self._ot_trials[trial_id].set_user_attr("trial_index", index)
-            self._index_of[trial_id] = index
-        config = {**self._ot_trials[trial_id].params, "trial_index": self._index_of[trial_id]}
-        reuse = self._known.get(config_hash(_params(self._spec, config)))
-        return config if reuse is None else {**config, "reuse": reuse}
+                slot = []
+                for _ in range(min(self._spec.search.screen, self._rows_left)):
+                    trial = self._ot_study.ask(fixed_distributions=self._space)
+                    trial.set_user_attr("trial_index", self._next_index)
+                    slot.append((trial, self._next_index))
+                    self._next_index += 1
+                self._rows_left -= len(slot)
+            self._slots[trial_id] = slot
+            self._ot_trials[trial_id] = slot[0][0]  # the base class's bookkeeping
+        candidates = []
+        for trial, index in self._slots[trial_id]:
+            config = {**trial.params, "trial_index": index}
+            reuse = self._known.get(config_hash(_params(self._spec, config)))
+            candidates.append(config if reuse is None else {**config, "reuse": reuse})
+        return candidates[0] if len(candidates) == 1 else {**candidates[0], "candidates": candidates}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
-            _set_outcome_attrs(self._ot_trials[trial_id], result or {"status": "failed", "stage": "error"})
-            if result and result.get("status") in REUSABLE_STATUSES and result.get("reuses_trial") is None:
-                self._known.setdefault(result["config_hash"], reused_metrics(result))
+        if trial_id not in self._slots or trial_id in self._completed_trials:
+            return
+        rows = {r["trial_index"]: r for r in slot_rows(result)}
+        for trial, index in self._slots[trial_id]:
+            row = rows.get(index)
+            tell_row(self._ot_study, trial, row, self._spec)
+            if row and row.get("status") in REUSABLE_STATUSES and row.get("reuses_trial") is None:
+                self._known.setdefault(row["config_hash"], reused_metrics(row))
             if self._flat is not None:
-                complete = bool(result) and result.get("status") == "complete"
-                self._flat.add([result[m] if complete and not _missing(result.get(m)) else math.nan
-                                for m in self.metric])
-        if result and (result.get("status") != "complete" or any(_missing(result.get(m)) for m in self.metric)):
-            result = None  # OptunaSearch tells PRUNED for no result without an error
-        super().on_trial_complete(trial_id, result, error)
+                self._flat.add(flat_values(self._spec, row))
+        self._completed_trials.add(trial_id)
+
+
+def slot_rows(result: dict | None) -> list[dict]:
+    """The rows a slot's report carries: its lead proposal's and the others' (``slot_rows``)."""
+    if not result or "status" not in result:
+        return []
+    return [{k: v for k, v in result.items() if k != "slot_rows"}, *result.get("slot_rows", ())]
+
+
+def flat_values(spec: SweepSpec, row: dict | None) -> list[float]:
+    """A finished proposal's objectives for `FlatStop` (NaN unless trained to the end)."""
+    complete = bool(row) and row["status"] == "complete"
+    return [row[m] if complete and not _missing(row.get(m)) else math.nan for m in spec.metrics]
 
 
 def design_cache(rows: pl.DataFrame) -> dict[str, dict]:
@@ -204,8 +232,7 @@ def flat_stop(spec: SweepSpec, rows: pl.DataFrame) -> FlatStop | None:
         return None
     stop = FlatStop(spec.directions, **settings.model_dump())
     for row in rows.sort(["finished_unix_s", "trial_index"], nulls_last=True).iter_rows(named=True):
-        complete = row["status"] == "complete"
-        stop.add([row[m] if complete and not _missing(row[m]) else math.nan for m in spec.metrics])
+        stop.add(flat_values(spec, row))
     return stop
 
 
@@ -221,8 +248,8 @@ def reconcile(study: optuna.Study, rows: pl.DataFrame, spec: SweepSpec) -> tuple
         if index is None:
             continue
         indices.add(index)
-        if index in by_index:
-            tell_from_row(study, frozen, by_index[index], spec)
+        if index in by_index:  # the row was written, the tell was lost
+            tell_row(study, optuna.Trial(study, frozen._trial_id), by_index[index], spec)
         else:
             requeue.append((frozen._trial_id, index))
     indices |= {t.user_attrs.get("trial_index", -1) for t in study.get_trials(deepcopy=False)}
@@ -233,29 +260,36 @@ def reconcile(study: optuna.Study, rows: pl.DataFrame, spec: SweepSpec) -> tuple
 
 @ray.remote(num_cpus=0)
 class FrontBoard:
-    """The trained front's (estimated accuracy, energy) so far, for the gate (`explore.trial.gate_front`)."""
+    """What trials need to know of the designs trained so far: the trained front's (estimate,
+    energy), for the gate (`explore.trial.gate_front`), and every trained design's (estimate,
+    accuracy, cost), for screening (`explore.screening.choose`)."""
 
     def __init__(self):
-        self.points: list[tuple[float, float]] = []
+        self.board: dict[str, list] = {"front": [], "trained": []}
 
-    def set(self, points: list[tuple[float, float]]) -> None:
-        self.points = points
+    def set(self, board: dict[str, list]) -> None:
+        self.board = board
 
-    def get(self) -> list[tuple[float, float]]:
-        return self.points
+    def get(self) -> dict[str, list]:
+        return self.board
 
 
 def publish_front(spec: SweepSpec, rows: pl.DataFrame) -> None:
-    """Send the gate's view of the trained front to the board (no board: the gate checks the bar only)."""
+    """Send the trained designs' view to the board (no board: the gate checks the bar only and
+    screening sees nothing trained)."""
     accuracy = next((m for m in spec.metrics if m.startswith("accuracy")), None)
     if accuracy is None or accuracy not in rows.columns:
         return
-    front = gate_front(rows.filter(status="complete").to_dicts(), accuracy)
-    if front:
-        try:
-            ray.get_actor(FRONT_ACTOR.format(name=spec.name)).set.remote(front)
-        except ValueError:
-            pass
+    trained = rows.filter((pl.col("status") == "complete") & pl.col("reuses_trial").is_null())
+    board = {"front": gate_front(trained.to_dicts(), accuracy), "trained": []}
+    cost = next((m for m in spec.metrics if m != accuracy), None)
+    if cost is not None:
+        points = trained.select(pl.col("est_accuracy", accuracy, cost).cast(pl.Float64))
+        board["trained"] = points.filter(pl.all_horizontal(pl.all().is_finite())).rows()
+    try:
+        ray.get_actor(FRONT_ACTOR.format(name=spec.name)).set.remote(board)
+    except ValueError:
+        pass
 
 
 @ray.remote(num_cpus=0)
@@ -309,22 +343,25 @@ class RowWriter(tune.Callback):
             raise
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "status" not in result:
-            return
-        metrics = {k: result[k] for k in SCHEMA if k in result}
-        metrics.update(trial_id=trial.trial_id, attempts=trial.num_failures + 1, code_version=self.code,
-                       seed=self.spec.seed)
-        self.append(build_row(self.spec, _params(self.spec, trial.config), metrics))
-        if result["status"] == "complete":
+        configs = {c["trial_index"]: c for c in _candidates(trial.config)}
+        rows = slot_rows(result)
+        for row in rows:
+            metrics = {k: row[k] for k in SCHEMA if k in row}
+            metrics.update(trial_id=_row_id(trial, row["trial_index"]), attempts=trial.num_failures + 1,
+                           code_version=self.code, seed=self.spec.seed)
+            self.append(build_row(self.spec, _params(self.spec, configs[row["trial_index"]]), metrics))
+        if any(row["status"] == "complete" for row in rows):
             publish_front(self.spec, self.store.read())
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = _error_text(trial)
-        self.append(build_row(self.spec, _params(self.spec, trial.config), {
-            "trial_id": trial.trial_id, "trial_index": trial.config.get("trial_index"), "status": "failed",
-            "reason": reason, "attempts": trial.num_failures, "code_version": self.code, "seed": self.spec.seed}))
-        print(f"[sweep] trial {trial.config.get('trial_index')} failed after {trial.num_failures} attempt(s): {reason}",
-              flush=True)
+        for config in _candidates(trial.config):
+            self.append(build_row(self.spec, _params(self.spec, config), {
+                "trial_id": _row_id(trial, config["trial_index"]), "trial_index": config["trial_index"],
+                "status": "failed", "reason": reason, "attempts": trial.num_failures, "code_version": self.code,
+                "seed": self.spec.seed}))
+            print(f"[sweep] trial {config['trial_index']} failed after {trial.num_failures} attempt(s): {reason}",
+                  flush=True)
 
     def on_step_end(self, iteration, trials, **info):
         now = time.time()
@@ -368,44 +405,20 @@ def progress_line(spec: SweepSpec, frame, running: int, elapsed_s: float) -> str
         best = (f" front ({', '.join(spec.metrics)}): "
                 + "; ".join(", ".join(shown(m, v) for m, v in zip(spec.metrics, p)) for p in front[:4]))
     return (f"[sweep {spec.name}] {done}/{spec.budget.trials} done ({counts['complete']} complete, "
-            f"{counts['pruned']} pruned, {counts['infeasible']} infeasible, {counts['failed']} failed), "
-            f"{running} running, {elapsed_s / 60:.1f} min elapsed, {eta}.{best}")
+            f"{counts['pruned']} pruned, {counts['infeasible']} infeasible, {counts['failed']} failed"
+            + (f", {counts['screened']} screened out" if counts["screened"] else "")
+            + f"), {running} running, {elapsed_s / 60:.1f} min elapsed, {eta}.{best}")
 
 
 def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: bool = True,
               num_gpus: int | None = None) -> int:
+    """Start (or ``resume``) the sweep and run it to its budget; the exit status (0, 1: the
+    results folder failed, 2: refused before starting, 130: interrupted)."""
+    refused = _prepare_folder(spec, resume)
+    if refused is not None:
+        print(refused, file=sys.stderr)
+        return 2
     folder = spec.folder
-    saved = folder / "sweep.yaml"
-    has_rows = (folder / "trials").exists() and any((folder / "trials").iterdir())
-    if resume:
-        if not saved.exists():
-            print(f"nothing to resume in {folder}; run without --resume to start", file=sys.stderr)
-            return 2
-        allowed, refused = resume_changes(parse_spec(yaml.safe_load(saved.read_text()), str(saved)), spec)
-        if refused:
-            print(f"{spec.name}: the sweep file differs from the one this sweep started with ({saved}) in "
-                  f"{', '.join(refused)}; resume with the same file (and overrides; only "
-                  f"{', '.join(f'budget.{k}' for k in RESUMABLE_CHANGES)} may change), or give the new sweep "
-                  f"another name", file=sys.stderr)
-            return 2
-        if allowed:
-            print(f"[sweep {spec.name}] resuming with new {', '.join(allowed)}", flush=True)
-    elif has_rows or (folder / STUDY_FILE).exists():
-        print(f"{folder} already holds a sweep; use --resume to continue it, or another name/output",
-              file=sys.stderr)
-        return 2
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        saved.write_text(spec_to_yaml(spec))
-        (folder / "trials").mkdir(exist_ok=True)
-        probe = folder / "trials" / ".writable"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        print(f"cannot write the sweep's results to {folder}: {exc.strerror or exc}; choose another output "
-              f"(--output DIR) or fix its permissions / free space", file=sys.stderr)
-        return 2
-
     _init_ray(address, num_gpus, compile_sensor=spec.budget.compile)
     from onn.teachers import get_teacher
 
@@ -427,19 +440,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     start = time.time()
     try:
-        for restart in range(CONTROLLER_RESTARTS + 1):
-            try:
-                _run_tune(spec, trainable, start)
-                break
-            except (KeyboardInterrupt, StoreError):
-                raise
-            except Exception as exc:
-                if restart == CONTROLLER_RESTARTS:
-                    raise
-                lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-                print(f"[sweep {spec.name}] Tune stopped on an unexpected error ({lines[-1][:200]}); "
-                      f"starting it again on the trials still to run ({restart + 1} of {CONTROLLER_RESTARTS})",
-                      file=sys.stderr, flush=True)
+        _run_tune_restarting(spec, trainable, start)
     except KeyboardInterrupt:
         print("\ninterrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
@@ -451,6 +452,60 @@ def run_sweep(spec: SweepSpec, *, resume: bool, address: str | None, report: boo
         return 1
     finally:
         del board, sink
+    return _finish(spec, start, report=report)
+
+
+def _prepare_folder(spec: SweepSpec, resume: bool) -> str | None:
+    """Check the results folder fits the request and save the resolved file into it; None, or
+    why the sweep cannot start."""
+    folder = spec.folder
+    saved = folder / "sweep.yaml"
+    has_rows = (folder / "trials").exists() and any((folder / "trials").iterdir())
+    if resume:
+        if not saved.exists():
+            return f"nothing to resume in {folder}; run without --resume to start"
+        allowed, refused = resume_changes(parse_spec(yaml.safe_load(saved.read_text()), str(saved)), spec)
+        if refused:
+            return (f"{spec.name}: the sweep file differs from the one this sweep started with ({saved}) in "
+                    f"{', '.join(refused)}; resume with the same file (and overrides; only "
+                    f"{', '.join(f'budget.{k}' for k in RESUMABLE_CHANGES)} may change), or give the new sweep "
+                    f"another name")
+        if allowed:
+            print(f"[sweep {spec.name}] resuming with new {', '.join(allowed)}", flush=True)
+    elif has_rows or (folder / STUDY_FILE).exists():
+        return f"{folder} already holds a sweep; use --resume to continue it, or another name/output"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        saved.write_text(spec_to_yaml(spec))
+        (folder / "trials").mkdir(exist_ok=True)
+        probe = folder / "trials" / ".writable"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return (f"cannot write the sweep's results to {folder}: {exc.strerror or exc}; choose another output "
+                f"(--output DIR) or fix its permissions / free space")
+    return None
+
+
+def _run_tune_restarting(spec: SweepSpec, trainable, start: float) -> None:
+    """`_run_tune`, started again (up to `CONTROLLER_RESTARTS` times) when Tune's own loop dies."""
+    for restart in range(CONTROLLER_RESTARTS + 1):
+        try:
+            return _run_tune(spec, trainable, start)
+        except (KeyboardInterrupt, StoreError):
+            raise
+        except Exception as exc:
+            if restart == CONTROLLER_RESTARTS:
+                raise
+            lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            print(f"[sweep {spec.name}] Tune stopped on an unexpected error ({lines[-1][:200]}); "
+                  f"starting it again on the trials still to run ({restart + 1} of {CONTROLLER_RESTARTS})",
+                  file=sys.stderr, flush=True)
+
+
+def _finish(spec: SweepSpec, start: float, *, report: bool) -> int:
+    """The closing summary; 130 when Tune returned short of the budget (Ctrl-C), else the report and 0."""
+    folder = spec.folder
     frame = read_trials(folder / "trials", row_schema(spec))
     print(progress_line(spec, frame, 0, time.time() - start))
     savings = gate_savings(frame)
@@ -488,9 +543,10 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
         publish_front(spec, rows)
         print(f"[sweep {spec.name}] {len(rows)} trials already recorded; running {remaining} more "
               f"({len(requeue)} of them interrupted earlier, rerun with their own parameters)", flush=True)
-    searcher = SweepSearch(spec, storage, first_index=first_index, requeue=requeue,
+    searcher = SweepSearch(spec, storage, first_index=first_index, requeue=requeue, rows_left=remaining,
                            sampler=optuna_sampler(spec, resumed_trials=len(study.trials)), known=design_cache(rows),
                            flat=flat)
+    slots = len(requeue) + math.ceil(max(0, remaining - len(requeue)) / spec.search.screen)
     writer = RowWriter(spec, code_version())
     callbacks = [writer]
     faults = Faults.from_environment()
@@ -503,7 +559,7 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
     tuner = tune.Tuner(
         trainable, param_space={},
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, spec.budget.concurrency),
-                                    num_samples=remaining, time_budget_s=time_left, reuse_actors=False),
+                                    num_samples=slots, time_budget_s=time_left, reuse_actors=False),
         run_config=tune.RunConfig(name=f"run-{len(list(runs.glob('run-*'))) if runs.exists() else 0}",
                                   storage_path=str(runs), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=spec.budget.max_retries),
@@ -560,41 +616,104 @@ def _gpu_ids() -> str:
 
 
 def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name: str) -> None:
-    """One trial inside a Ray worker: build the context, run the stages, report the row once."""
+    """One slot inside a Ray worker: its proposals' rows, reported once. A twin takes its earlier
+    result; of several fresh proposals (screening) the one `explore.screening.choose` picks is
+    trained and the others are recorded as screened."""
     import torch
 
     torch.set_num_threads(max(1, int(spec.budget.cpus_per_trial)))
     started, cpu_started = time.time(), time.process_time()
-    index = config["trial_index"]
-    if config.get("reuse"):  # a twin of a design this sweep already ran: its result, nothing trained
-        _report(spec, {**config["reuse"], "trial_index": index, "config_hash": config_hash(_params(spec, config)),
-                       "host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
-                       "started_unix_s": started, "finished_unix_s": time.time(), "t_total_s": time.time() - started,
-                       "cpu_s": time.process_time() - cpu_started})
-        return
-    device = trial_device()
-    context = build_context(spec, teacher_state=teacher_state, teacher_name=teacher_name, device=device,
-                            faults=Faults.from_environment())
-    try:
-        front = np.array(ray.get(ray.get_actor(FRONT_ACTOR.format(name=spec.name)).get.remote()), dtype=float)
-    except (ValueError, ray.exceptions.RayActorError):
-        front = None  # no board (or it was lost with a node): the gate checks the accuracy bar only
-    point = context.point(_params(spec, config))
-    outcome = run_trial(point, context.with_front(front), trial_index=index)
-    metrics = outcome_metrics(outcome)
-    if outcome.status == "complete" and outcome.realised is not None:
-        metrics["artefacts"] = _send_artefacts(spec, index, outcome.realised.handoff.files())
-    metrics.update(trial_index=index, config_hash=point.config_hash, host=socket.gethostname(),
+    candidates = _candidates(config)
+    rows = {c["trial_index"]: {**c["reuse"], "t_total_s": 0.0, "cpu_s": 0.0} for c in candidates if c.get("reuse")}
+    fresh = [c for c in candidates if not c.get("reuse")]
+    device, lead = trial_device(), candidates[0]["trial_index"]
+    if fresh:
+        context = build_context(spec, teacher_state=teacher_state, teacher_name=teacher_name, device=device,
+                                faults=Faults.from_environment())
+        board = _board(spec)
+        context = context.with_front(np.array(board["front"], dtype=float).reshape(-1, 2) if board else None)
+        trained = np.array(board["trained"] if board else [], dtype=float).reshape(-1, 3)
+        points = {c["trial_index"]: context.point(_params(spec, c)) for c in fresh}
+        slot, chosen = _run_slot(spec, points, context, trained)
+        rows |= slot
+        lead = chosen if chosen is not None else lead
+        if rows[lead].get("status") == "complete" and "handoff" in rows[lead]:
+            rows[lead]["artefacts"] = _send_artefacts(spec, lead, rows[lead]["handoff"].files())
+    others_cpu = sum(r["cpu_s"] for i, r in rows.items() if i != lead)
+    for c in candidates:
+        row = rows[c["trial_index"]]
+        row.pop("handoff", None)
+        row.update(trial_index=c["trial_index"], config_hash=config_hash(_params(spec, c)), host=socket.gethostname(),
                    node_ip=ray.util.get_node_ip_address(), pid=os.getpid(), started_unix_s=started,
-                   finished_unix_s=time.time(), cpu_s=time.process_time() - cpu_started, device=device,
-                   ray_gpu_ids=_gpu_ids())
-    _report(spec, metrics)
+                   finished_unix_s=time.time(), device=device, ray_gpu_ids=_gpu_ids())
+    rows[lead]["cpu_s"] = time.process_time() - cpu_started - others_cpu  # the slot's set-up goes to the lead
+    _report(spec, {**rows[lead], "slot_rows": [_with_objectives(spec, r) for i, r in rows.items() if i != lead]})
+
+
+def _run_slot(spec: SweepSpec, points: dict[int, Any], context, trained: np.ndarray) -> tuple[dict[int, dict], int | None]:
+    """Rows of a slot's fresh proposals (trial index -> metrics, the trained one with its
+    ``handoff``) and the index of the one trained (None: every proposal infeasible)."""
+    if len(points) == 1:
+        (index, point), = points.items()
+        outcome = run_trial(point, context, trial_index=index)
+        return {index: _outcome_row(outcome)}, index
+    examined = {i: examine(point, context) for i, point in points.items()}
+    rows = {i: _outcome_row(e.infeasible) for i, e in examined.items() if e.infeasible is not None}
+    open_ = [i for i, e in examined.items() if e.infeasible is None]
+    if not open_:
+        return rows, None
+    accuracy = next(m for m in spec.metrics if m.startswith("accuracy_"))
+    cost = next(m for m in spec.metrics if m != accuracy)
+    known = {i: outcome_metrics(examined[i].screened("", 0.0)) for i in open_}
+    choice = screening.choose([(known[i]["est_accuracy"], known[i][cost]) for i in open_], trained)
+    chosen = open_[choice.index]
+    for j, i in enumerate(open_):
+        if i == chosen:
+            continue
+        reason = (f"screened: of {len(points)} proposals, trial {chosen} was trained (predicted accuracy "
+                  f"{choice.predicted[choice.index]:.3f} for {cost} {known[chosen][cost]:.4g}); this one: "
+                  f"{choice.predicted[j]:.3f} for {known[i][cost]:.4g}")
+        rows[i] = _outcome_row(examined[i].screened(reason, violation=max(0.0, -choice.gains[j])))
+        rows[i].update(predicted_accuracy=choice.predicted[j], t_total_s=sum(examined[i].clock.seconds.values()))
+    rows[chosen] = _outcome_row(run_trial(points[chosen], context, trial_index=chosen, examined=examined[chosen]))
+    rows[chosen]["predicted_accuracy"] = choice.predicted[choice.index]
+    return rows, chosen
+
+
+def _outcome_row(outcome) -> dict[str, Any]:
+    """A proposal's metrics, its CPU seconds, and its hand-off (taken out before reporting)."""
+    row = {**outcome_metrics(outcome), "cpu_s": outcome.cpu_seconds["total"]}
+    if outcome.status == "complete" and outcome.realised is not None:
+        row["handoff"] = outcome.realised.handoff
+    return row
+
+
+def _board(spec: SweepSpec) -> dict[str, list] | None:
+    try:
+        return ray.get(ray.get_actor(FRONT_ACTOR.format(name=spec.name)).get.remote())
+    except (ValueError, ray.exceptions.RayActorError):
+        return None  # no board (or it was lost with a node): the gate checks the accuracy bar only
 
 
 def _report(spec: SweepSpec, metrics: dict[str, Any]) -> None:
-    """Report a trial's row once. Every objective key is present (Tune checks); a pruned design
-    keeps its energy, which the report plots; Optuna sees only complete ones."""
-    tune.report({**metrics, **{m: float("nan") for m in spec.metrics if metrics.get(m) is None}})
+    """Report a slot's rows once (Tune checks the objectives are present)."""
+    tune.report(_with_objectives(spec, metrics))
+
+
+def _with_objectives(spec: SweepSpec, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Every objective key present, NaN where the proposal has none (a pruned design keeps its
+    energy, which the report plots)."""
+    return {**metrics, **{m: float("nan") for m in spec.metrics if metrics.get(m) is None}}
+
+
+def _row_id(trial, index: int) -> str:
+    """A row's ``trial_id``: Tune's, with ``#<trial index>`` for each proposal of a screening slot."""
+    return trial.trial_id if "candidates" not in trial.config else f"{trial.trial_id}#{index}"
+
+
+def _candidates(config: dict) -> list[dict]:
+    """The proposals of a slot's config (one, unless screening)."""
+    return config.get("candidates") or [config]
 
 
 def _params(spec: SweepSpec, config: dict) -> dict[str, Any]:

@@ -69,7 +69,8 @@ def design_point(params: dict[str, Any], *, base: Design, training: dict[str, An
         changes["hidden"] = tuple(max(1, width // 2**i) for i in range(depth))
     design = dataclasses.replace(base, **changes)
     if changes["n_kernels"] is not None and "aperture_mm" not in changes:  # the kernel count decides the aperture
-        design = design.with_(aperture_mm=round(design.aperture_for(changes["n_kernels"]), 6))
+        # rounded up to the nm: rounded down, the layout's floor would lose a row of sub-optics
+        design = design.with_(aperture_mm=math.ceil(design.aperture_for(changes["n_kernels"]) * 1e6) / 1e6)
     if "oversampling" in by_target["derived"]:  # a mask resolution that cannot alias
         design = design.with_(mask_res=math.ceil(by_target["derived"]["oversampling"]
                                                  * min_mask_res(design.geometry())))

@@ -26,8 +26,8 @@ from pathlib import Path
 import polars as pl
 
 from explore import charts, export, page
-from explore.analysis import (ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_TEST,
-                              ROLE_UNSCORED, Analysis, gate_savings, load, spearman)
+from explore.analysis import (ROLE_DOMINATED, ROLE_FRONT, ROLE_IDEAL, ROLE_INFEASIBLE, ROLE_PRUNED, ROLE_SCREENED,
+                              ROLE_TEST, ROLE_UNSCORED, Analysis, gate_savings, load, spearman)
 from explore.columns import METRIC_COLUMNS, split_of, test_twin
 
 SELECTION_NOTE = ("Designs are chosen on validation: the objectives, the front, the estimator gate and everything "
@@ -46,8 +46,8 @@ MAX_PREVIEWS = 12  # front designs whose layout preview the page shows (lowest e
 
 
 def _front(a: Analysis):
-    counts = {s: a.count(s) for s in ("complete", "pruned", "infeasible", "failed")}
-    plotted_roles = (ROLE_FRONT, ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE)
+    counts = {s: a.count(s) for s in ("complete", "pruned", "infeasible", "failed", "screened")}
+    plotted_roles = (ROLE_FRONT, ROLE_DOMINATED, ROLE_PRUNED, ROLE_INFEASIBLE, ROLE_SCREENED)
     points = a.rows.filter(pl.col("role").is_in(plotted_roles) & pl.col(a.x).is_not_null()
                            & pl.col("y_plotted").is_not_null())
     notes = []
@@ -72,7 +72,7 @@ def _front(a: Analysis):
                                   keep=pl.col("role").is_in([ROLE_FRONT, ROLE_IDEAL, ROLE_TEST]))
     subtitle = [f"{len(a.rows)} trials of {a.spec.budget.trials} planned: {counts['complete']} complete "
                 f"({len(a.front)} on the front), {counts['pruned']} pruned, {counts['infeasible']} infeasible, "
-                f"{counts['failed']} failed.",
+                f"{counts['failed']} failed" + (f", {counts['screened']} screened out" if counts["screened"] else "") + ".",
                 "Objectives: " + ", ".join(f"{d} {m}" for m, d in zip(a.spec.metrics, a.spec.directions)) + "."
                 + (" Hollow circles: the front designs' accuracy in ideal simulation."
                    if (points["role"] == ROLE_IDEAL).any() else "")
@@ -80,6 +80,9 @@ def _front(a: Analysis):
                    if (points["role"] == ROLE_TEST).any() else "")]
     if counts["pruned"] and a.y.startswith("accuracy"):
         subtitle.append("Pruned designs were never trained: they sit at the estimator's accuracy (triangles).")
+    if counts["screened"] and a.y.startswith("accuracy"):
+        subtitle.append("Screened-out proposals were estimated beside the one trained in their slot, never trained: "
+                        "they sit at the estimator's accuracy (hollow triangles).")
     if len(shown) < len(points):
         subtitle.append(f"Showing every front design and a seeded sample: {len(shown)} of {len(points)} points.")
     if not len(points):

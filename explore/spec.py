@@ -22,7 +22,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from explore.columns import OBJECTIVES, TEST_SCORES, validation_twin
+from explore.columns import BEFORE_TRAINING, OBJECTIVES, TEST_SCORES, validation_twin
 from explore.parameters import HARDWARE_NAMES, PARAMETERS, value_problems
 from explore.space import DOMAIN_TAGS, Choice, Domain, FloatRange, IntRange, Strict
 from onn.data import DATASETS
@@ -154,6 +154,11 @@ class Search(Strict):
     sampler: Literal["tpe", "random", "gp", "nsga2", "grid"] = "tpe"
     startup_trials: int = Field(10, ge=0)  # tpe/gp: random proposals first; nsga2: the population (>= 4)
     grid_points: int = Field(5, ge=2)  # grid: values per float range
+    # Screening (explore.screening): proposals estimated per design trained (1: off), and what the
+    # sampler is told of those not trained: nothing it learns from (fail), pruned with their
+    # shortfall as a constraint violation (pruned), or their predicted values as if trained (estimate)
+    screen: int = Field(1, ge=1, le=64)
+    screened_tell: Literal["fail", "pruned", "estimate"] = "fail"
 
 
 class StopWhenFlat(Strict):
@@ -246,6 +251,20 @@ class SweepSpec(Strict):
         return self
 
     @model_validator(mode="after")
+    def _screening_ranks_what_it_knows(self):
+        if self.search.screen == 1:
+            return self
+        accuracy = [m for m in self.metrics if m.startswith("accuracy_")]
+        unknown = [m for m in self.metrics if not m.startswith("accuracy_") and m not in BEFORE_TRAINING]
+        if len(self.objectives) != 2 or len(accuracy) != 1 or unknown:
+            raise ValueError(f"search.screen ranks proposals by an estimated accuracy and a cost known before "
+                             f"training; it needs two objectives, one accuracy_* and one of "
+                             f"{', '.join(BEFORE_TRAINING)} (got {', '.join(self.metrics)}); or set search.screen: 1")
+        if self.search.sampler == "grid":
+            raise ValueError("search.screen does not combine with the grid sampler (it visits every point anyway)")
+        return self
+
+    @model_validator(mode="after")
     def _one_mask_resolution(self):
         given = [k for k in ("mask_res", "oversampling") if k in self.fixed or k in self.space]
         if len(given) == 2:
@@ -323,7 +342,8 @@ def _format(error: dict, source: str) -> str:
         return f"{source}: {path}: unknown key{hint} Allowed here: {', '.join(allowed)}"
     if error["type"] == "missing":
         return f"{source}: {path}: required key is missing"
-    message = error["msg"].removeprefix("Value error, ")
+    # pydantic quotes the input raw; a control character in it would break the message's lines
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in error["msg"].removeprefix("Value error, "))
     shown = repr(found)
     return f"{source}: {path}: {message} (found {shown if len(shown) <= 80 else shown[:77] + '...'})"
 

@@ -8,7 +8,9 @@ the row. The trial stops at the first stage that rules the design out and says w
 - ``infeasible``: the design cannot be built or simulated (`onn.optics.InfeasibleDesign`);
 - ``pruned``: the estimator gate predicts it cannot reach the sweep's bar;
 - ``failed``: training diverged (`onn.train.NonFiniteLoss`). Unexpected exceptions propagate, so
-  the scheduler can retry the trial before recording it as failed.
+  the scheduler can retry the trial before recording it as failed;
+- ``screened``: with screening (``search.screen``), estimated beside other proposals and not the
+  one chosen for training (`explore.screening`; the driver decides, `Examined.screened` records it).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Realised:
 class TrialOutcome:
     """Everything a trial found, stage by stage; later stages are None when it stopped early."""
 
-    status: str  # complete, pruned, infeasible or failed
+    status: str  # complete, pruned, infeasible, failed or screened
     reason: str
     stage: str  # the last stage reached
     seconds: dict[str, float]  # stage -> wall seconds, and "total"
@@ -110,18 +112,44 @@ class StageClock:
                             {**self.cpu_seconds, "total": time.process_time() - self._cpu_start}, **stages)
 
 
-def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0) -> TrialOutcome:
-    """Run every stage for one design point."""
+@dataclass
+class Examined:
+    """A design before training: built and estimated (or found infeasible), with its stage clock."""
+
+    clock: StageClock
+    model: HybridONN | None = None
+    described: Described | None = None
+    estimated: Estimated | None = None
+    infeasible: TrialOutcome | None = None
+
+    def screened(self, reason: str, violation: float) -> TrialOutcome:
+        """The outcome of a design screening did not pick for training."""
+        return self.clock.outcome("screened", reason, described=self.described, estimated=self.estimated,
+                                  violation=violation)
+
+
+def examine(point: DesignPoint, ctx: TrialContext) -> Examined:
+    """The validity and estimate stages: what is known of a design before training it."""
     clock = StageClock()
-    spec, data = ctx.spec, ctx.data
+    data = ctx.data
     try:
         model = clock.run("validity", lambda: build_hybrid(point.design, in_channels=data.channels,
                                                            image_size=data.image_size, n_outputs=data.n_classes,
                                                            seed=point.train.seed))
     except InfeasibleDesign as exc:
-        return clock.outcome("infeasible", str(exc), violation=exc.violation)
-    described = describe(point.design, model)
+        return Examined(clock, infeasible=clock.outcome("infeasible", str(exc), violation=exc.violation))
     estimated = clock.run("estimate", lambda: estimate(point.design, model, ctx))
+    return Examined(clock, model, describe(point.design, model), estimated)
+
+
+def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0,
+              examined: Examined | None = None) -> TrialOutcome:
+    """Run every stage for one design point (from the gate on, if ``examined`` already did the first two)."""
+    examined = examined or examine(point, ctx)
+    if examined.infeasible is not None:
+        return examined.infeasible
+    spec, data = ctx.spec, ctx.data
+    clock, model, described, estimated = examined.clock, examined.model, examined.described, examined.estimated
     accuracy, energy_pj = estimated.accuracy.design, estimated.energy.total_pj
     reason = clock.run("gate", lambda: gate_reason(accuracy, energy_pj, spec.gate, ctx.front))
     if reason:

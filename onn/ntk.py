@@ -19,7 +19,7 @@ call under ``torch.no_grad()`` for a teacher.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -42,6 +42,24 @@ def last_layer_names(model: nn.Module) -> list[str]:
     return [prefix + n for n, _ in model.get_submodule(owner).named_parameters(recurse=False)]
 
 
+def _per_sample(model: nn.Module, names: list[str], output_pool: int | None) -> tuple[dict, Callable]:
+    """The differentiated parameters ``{name: tensor}`` and ``single(theta, x_i) -> (O,)``: the
+    model's flattened output on one sample as a function of those parameters (the others and the
+    buffers held fixed), evaluated without noise, pooled by ``output_pool`` for dense outputs."""
+    all_params = dict(model.named_parameters())
+    params = {n: all_params[n] for n in names}
+    frozen = {n: p for n, p in all_params.items() if n not in params}
+    buffers = dict(model.named_buffers())
+
+    def single(theta: dict, xi: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, ({**frozen, **theta}, buffers), (xi.unsqueeze(0),), {"noise": False})
+        if output_pool is not None and out.ndim == 4:
+            out = torch.nn.functional.avg_pool2d(out, output_pool)
+        return out.reshape(-1)  # (O,)
+
+    return params, single
+
+
 def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None, *, mode: NtkMode = "probe",
                   probes: int = 4, names: list[str] | None = None, generator: torch.Generator | None = None,
                   output_pool: int | None = None) -> torch.Tensor:
@@ -61,16 +79,7 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
         names = last_layer_names(model)
     elif names is None:
         names = [n for n, _ in model.named_parameters()]
-    all_params = dict(model.named_parameters())
-    params = {n: all_params[n] for n in names}
-    frozen = {n: p for n, p in all_params.items() if n not in params}
-    buffers = dict(model.named_buffers())
-
-    def single(theta: dict, xi: torch.Tensor) -> torch.Tensor:
-        out = functional_call(model, ({**frozen, **theta}, buffers), (xi.unsqueeze(0),), {"noise": False})
-        if output_pool is not None and out.ndim == 4:
-            out = torch.nn.functional.avg_pool2d(out, output_pool)
-        return out.reshape(-1)  # (O,)
+    params, single = _per_sample(model, names, output_pool)
 
     if mode in ("exact", "last_layer"):
         jacobian = lambda x: vmap(jacrev(single), in_dims=(None, 0))(params, x)  # name -> (N, O, *shape)
@@ -92,16 +101,7 @@ def per_sample_probe_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | 
     """The ``"probe"`` estimate by per-sample ``vmap(vjp)`` through the whole model: the reference
     `onn.ntk_probe` is checked against (same probes from the same ``generator``)."""
     names = [n for n, _ in model.named_parameters()] if names is None else names
-    all_params = dict(model.named_parameters())
-    params = {n: all_params[n] for n in names}
-    frozen = {n: p for n, p in all_params.items() if n not in params}
-    buffers = dict(model.named_buffers())
-
-    def single(theta: dict, xi: torch.Tensor) -> torch.Tensor:
-        out = functional_call(model, ({**frozen, **theta}, buffers), (xi.unsqueeze(0),), {"noise": False})
-        if output_pool is not None and out.ndim == 4:
-            out = torch.nn.functional.avg_pool2d(out, output_pool)
-        return out.reshape(-1)  # (O,)
+    params, single = _per_sample(model, names, output_pool)
 
     with torch.no_grad():
         n_outputs = single(params, x1[0]).numel()

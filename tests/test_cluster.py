@@ -122,7 +122,7 @@ def rows(tmp_path, *overrides):
 
 def test_the_same_sweep_file_runs_on_both_nodes(cluster, tmp_path):
     process = start_sweep(tmp_path, cluster, "budget.trials=6")
-    finish(process, timeout_s=600)
+    finish(process, timeout_s=1800)
     frame = rows(tmp_path, "budget.trials=6")
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6
     assert set(frame["node_ip"].drop_nulls()) == {"127.0.0.2", "127.0.0.3"}, frame.select("trial_index", "node_ip")
@@ -140,7 +140,7 @@ def test_killing_the_worker_node_mid_sweep_loses_no_trial(cluster, tmp_path):
             pytest.fail(f"no trial was scheduled on the worker node; the sweep's output ends:\n{out[-4000:]}")
         time.sleep(0.2)
     kill_marked(cluster["worker"])
-    finish(process, timeout_s=900)
+    finish(process, timeout_s=1800)
     frame = rows(tmp_path, *overrides)
     assert len(frame) == 6 and frame["trial_id"].n_unique() == 6, frame.select("trial_index", "status", "reason")
     assert set(frame["status"]) <= {"complete", "pruned", "infeasible", "failed"}
@@ -164,7 +164,7 @@ def test_ray_job_submit_runs_the_sweep_on_the_cluster(cluster_with_jobs, tmp_pat
     command = [RAY, "job", "submit", "--address", cluster_with_jobs["dashboard"], "--runtime-env-json", job_env, "--",
                sys.executable, "-m", "explore.sweep", str(ROOT / "sweeps" / "tiny.yaml"), f"output={tmp_path}",
                "budget.trials=2", "--no-report"]
-    done = subprocess.run(command, cwd=ROOT, env=cluster_with_jobs["env"], capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, cwd=ROOT, env=cluster_with_jobs["env"], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
     frame = rows(tmp_path, "budget.trials=2")
     assert len(frame) == 2 and frame["trial_id"].n_unique() == 2

@@ -264,7 +264,7 @@ def test_the_segmentation_experiment_quick_run_writes_its_table(tmp_path):
     env = {**os.environ, "ONN_CACHE_DIR": str(tmp_path / "cache"), "ONN_NO_REEXEC": "1"}
     done = subprocess.run([sys.executable, "-m", "explore.experiments.segmentation", "--quick", "--threads", "1",
                            "--out", str(tmp_path / "out")], cwd=Path(__file__).parent.parent, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     frame = pl.read_parquet(tmp_path / "out" / "segmentation.parquet")
     assert set(frame["kind"]) == {"otsu", "teacher", "hybrid", "fabricated"}

@@ -207,6 +207,18 @@ def test_the_aperture_sets_the_kernel_count_unless_the_sweep_fixes_it():
     assert fixed.kernels() == 4
 
 
+@pytest.mark.parametrize("suboptic_mm", [0.35, 0.4, 0.5092404218303636, 0.6])  # 0.509...: rounded down, 3 kernels lost a row
+def test_a_kernel_count_alone_gets_the_smallest_aperture_that_holds_it(suboptic_mm):
+    base = base_design(channels=1, task="classify")
+    for n_kernels in range(1, 25):
+        design = design_point({"n_kernels": n_kernels, "suboptic_mm": suboptic_mm}, base=base, training={},
+                              seed=0).design
+        assert design.kernels() == n_kernels, (n_kernels, design.aperture_mm)
+        assert design.layout().n_suboptics >= 2 * n_kernels
+        smaller = design.with_(aperture_mm=design.aperture_mm - 1e-3, n_kernels=None)
+        assert smaller.layout().n_suboptics < 2 * n_kernels  # and none smaller would do
+
+
 def generated(readme: str, name: str) -> str:
     start = readme.index(f"<!-- {name}: generated")
     body = readme[readme.index("\n", start) + 1:readme.index(f"<!-- end {name} -->")]

@@ -32,7 +32,7 @@ ROOT = Path(__file__).parent.parent
 TINY = ROOT / "sweeps" / "tiny.yaml"
 
 
-def sweep(tmp_path, *args, env=None, timeout=600, wait=True):
+def sweep(tmp_path, *args, env=None, timeout=1800, wait=True):
     command = [sys.executable, "-m", "explore.sweep", str(TINY), f"output={tmp_path}", *args]
     full_env = {**os.environ, "ONN_CACHE_DIR": str(tmp_path / "cache"), "RAY_USAGE_STATS_ENABLED": "0",
                 "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -283,5 +283,33 @@ def test_gated_designs_reach_the_study_as_constraints(tmp_path):
         str(tmp_path / "tiny" / "study.journal")))
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2
-    # what TPE's constraints_func saw: the recorded shortfall, not a tied "pruned" bucket
-    assert [t.system_attrs["constraints"] for t in trials] == [[v] for v in frame["violation"].to_list()]
+    # what TPE, GP and NSGA-II read: the recorded shortfall, not a tied "pruned" bucket
+    assert [t.constraints for t in trials] == [{"violation": v} for v in frame["violation"].to_list()]
+
+
+def test_screening_trains_one_proposal_per_slot_and_never_puts_the_others_on_the_front(tmp_path):
+    import optuna
+
+    overrides = ["gate.enabled=false", "search.sampler=random", "search.screen=3", "budget.trials=6",
+                 "budget.concurrency=1"]
+    code, out = sweep(tmp_path, *overrides)
+    assert code == 0, out
+    frame = rows(tmp_path, overrides).sort("trial_index")
+    assert frame["trial_index"].to_list() == list(range(6))  # exactly the budget: two slots of three
+    screened = frame.filter(status="screened")
+    trained = frame.filter(pl.col("status").is_in(["complete", "pruned", "failed"]))
+    assert len(trained) + len(screened) + len(frame.filter(status="infeasible")) == 6
+    assert len(trained) <= 2 and len(screened) >= 2, frame.select("trial_index", "status", "reason")
+    # a screened proposal was estimated, never trained, and says which one was
+    assert screened["est_accuracy"].is_not_null().all() and screened["energy_pj"].is_not_null().all()
+    assert screened["accuracy_ideal_val"].is_null().all() and screened["accuracy_compensated_val"].is_null().all()
+    assert screened["t_train_s"].is_null().all() and screened["predicted_accuracy"].is_not_null().all()
+    assert screened["reason"].str.contains("was trained").all()
+    a = analyse(load_spec(TINY, [f"output={tmp_path}", *overrides]), frame)
+    assert not set(a.front["trial_index"]) & set(screened["trial_index"])
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "tiny" / "study.journal")))
+    states = {t.user_attrs["trial_index"]: t.state for t in optuna.load_study(study_name="tiny", storage=storage).trials}
+    assert all(states[i] == optuna.trial.TrialState.FAIL for i in screened["trial_index"])  # screened_tell: fail
+    report = (tmp_path / "tiny" / "report.html").read_text()
+    assert "screened out" in report
