@@ -62,7 +62,7 @@ def markdown(frame: pl.DataFrame, config: TrainConfig, seconds: float, command: 
              f"Budget per run: {config.epochs:g} epochs, batch {config.batch_size}, AdamW lr {config.lr:g} one-cycle; "
              f"KD T={config.kd_temperature:g} α={config.kd_alpha:g}; NTKD α={config.ntk_alpha:g} β={config.ntk_beta:g}, "
              f"{config.ntk_mode} Gram ({config.ntk_probes} probes) on {config.ntk_subbatch} samples, "
-             f"{config.ntk_normalise}-normalised.", "",
+             f"{'centred, ' if config.ntk_centre else ''}{config.ntk_normalise}-normalised.", "",
              ]
     rows = []
     for (system, method), group in frame.group_by(["system", "method"], maintain_order=True):
@@ -84,12 +84,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=float, default=6.0, help="training epochs per run (default 6)")
     parser.add_argument("--ntk-beta", type=float, default=TrainConfig.ntk_beta, help="weight of the NTK term")
     parser.add_argument("--ntk-mode", default=TrainConfig.ntk_mode, choices=["probe", "exact", "last_layer"])
+    parser.add_argument("--ntk-centre", action="store_true",
+                        help="centred, Frobenius-normalised NTK alignment (2 (1 - CKA)) instead of trace-normalised")
+    parser.add_argument("--kd-alpha", type=float, default=TrainConfig.kd_alpha, help="weight of the soft targets in KD")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="design changes to every preset, e.g. n_kernels=2 read_noise_fs=0.05")
     parser.add_argument("--root", default=None, help="local dataset folder (e.g. for cifar10)")
     add_run_arguments(parser, "results/table3")
     args = parse_and_start(parser, argv)
-    config = TrainConfig(epochs=args.epochs, ntk_beta=args.ntk_beta, ntk_mode=args.ntk_mode, log_every_s=60)
+    config = TrainConfig(epochs=args.epochs, ntk_beta=args.ntk_beta, ntk_mode=args.ntk_mode, kd_alpha=args.kd_alpha,
+                         ntk_centre=args.ntk_centre, ntk_normalise="frobenius" if args.ntk_centre else "trace",
+                         log_every_s=60)
     start = time.perf_counter()
     import yaml
 
