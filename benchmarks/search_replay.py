@@ -178,6 +178,7 @@ class Replay:
         self.trained: set[tuple] = set()
         self.estimated: set[tuple] = set()
         self.discarded: set[tuple] = set()
+        self.pruned: dict[tuple, float] = {}  # gated designs -> their shortfall
         self.run = Run([0.0], [0.0])
 
     # what each step costs and teaches
@@ -197,10 +198,12 @@ class Replay:
         entry = self.table.entries[key]
         if values is None and key in self.trained and entry.status == "complete":
             values = (entry.accuracy, entry.energy)
+        if entry.status == "failed":
+            state = optuna.trial.TrialState.FAIL
         if entry.status == "infeasible":
             violation = entry.violation
-        trial.set_constraint("violation", float(violation))  # as the live sweep (explore.driver._set_outcome_attrs)
-        if values is not None and violation == 0.0:
+        trial.set_constraint("violation", float(violation))  # as the live sweep (explore.driver.tell_row)
+        if values is not None:
             self.study.tell(trial, list(values))
         else:
             self.study.tell(trial, state=state)
@@ -231,11 +234,14 @@ class Replay:
             entry = self.table.entries[key]
             if entry.status == "infeasible" or key in self.trained:
                 self._tell(trial, key)
+            elif key in self.pruned:  # the live sweep's design cache reuses the pruned row
+                self._tell(trial, key, violation=self.pruned[key])
             elif s.mode == "gate":
                 self._estimate(key)
                 front = self._front_estimates()
                 if gate_reason(entry.estimate, entry.energy, self.gate, front):
-                    self._tell(trial, key, violation=gate_shortfall(entry.estimate, entry.energy, self.gate, front))
+                    self.pruned[key] = gate_shortfall(entry.estimate, entry.energy, self.gate, front)
+                    self._tell(trial, key, violation=self.pruned[key])
                 else:
                     self._train(key)
                     self._tell(trial, key)
@@ -252,12 +258,15 @@ class Replay:
         keys = [self.table.key(t.params) for t in trials]
         open_ = list(dict.fromkeys(k for k in keys if self.table.entries[k].status != "infeasible"
                                    and k not in self.trained))  # each design once
+        fresh = {k for k in open_ if k not in self.estimated}
         for key in open_:
-            self._estimate(key)
+            self._estimate(key)  # each design once: the live sweep keeps a screened design's estimate
         choice = screening.choose([(self.table.entries[k].estimate, self.table.entries[k].energy) for k in open_],
                                   self._trained_points()) if open_ else None
         verdict = {}
         if choice is not None:
+            if open_[choice.index] not in fresh:  # screened before: the live trial estimates it again
+                self.cpu += self.table.entries[open_[choice.index]].cpu_estimate
             self._train(open_[choice.index])
             verdict = {k: (p, g) for k, p, g in zip(open_, choice.predicted, choice.gains)}
         for trial, key in zip(trials, keys):
@@ -268,7 +277,7 @@ class Replay:
                 self.discarded.add(key)
             predicted, gain = verdict[key]
             if s.tell == "est":
-                self._tell(trial, key, values=(predicted, self.table.entries[key].energy))
+                self._tell(trial, key, values=(predicted, self.table.entries[key].energy), violation=max(0.0, -gain))
             elif s.tell == "pruned":
                 self._tell(trial, key, violation=max(0.0, -gain))
             else:

@@ -45,7 +45,7 @@ from explore.rows import REUSABLE_STATUSES, build_row, outcome_metrics, reused_m
 from explore.runtime import MALLOC_ENV, code_version
 from explore.spec import RESUMABLE_CHANGES, SweepSpec, parse_spec, resume_changes, spec_to_yaml
 from explore.store import StoreError, TrialStore, read_trials
-from explore.trial import examine, gate_front, run_trial
+from explore.trial import examine, gate_front, gate_reason, gate_shortfall, run_trial
 from onn.energy import format_energy
 
 FRONT_ACTOR = "explore-front-{name}"
@@ -143,52 +143,62 @@ class SweepSearch(OptunaSearch):
 
     - gives every proposal a trial index (in its config and as the Optuna trial's user attribute
       ``trial_index``), so rows, the study and Tune agree on which trial is which;
-    - hands out ``requeue`` first, one per slot: proposals the study saw start but that left no row,
-      with their own parameters and index (a resume runs them again instead of proposing new ones);
+    - hands out ``requeue`` first, in their slots: proposals the study saw start but that left no
+      row, with their own parameters and index (a resume runs them again instead of proposing new ones);
     - proposes exactly ``rows_left`` more (the last slot may hold fewer than ``search.screen``);
     - tells each proposal its row's outcome (`tell_row`);
     - keeps a design cache: a proposal whose design point (`explore.point.config_hash`) already
       finished in this sweep carries that result (``reuse`` in its config) and is not trained
-      again; Optuna is told the same values;
+      again; Optuna is told the same values. A design screened out before carries its estimate
+      (``screened_before``: not estimated again unless chosen); a repeat within one slot is that
+      proposal's twin (``twin_of``);
     - stops proposing (``FINISHED``) once ``flat`` says the hypervolume has stopped rising.
     """
 
     def __init__(self, spec: SweepSpec, storage: optuna.storages.BaseStorage, *, first_index: int,
-                 requeue: list[tuple[int, int]], rows_left: int, sampler, known: dict[str, dict] | None = None,
-                 flat: FlatStop | None = None):
+                 requeue: list[tuple[int, int, int]], rows_left: int, sampler, known: dict[str, dict] | None = None,
+                 screened: dict[str, dict] | None = None, flat: FlatStop | None = None):
         space = {name: domain.distribution() for name, domain in spec.space.items()}
         super().__init__(space=space, metric=spec.metrics, mode=spec.directions, sampler=sampler,
                          study_name=spec.name, storage=storage)
         self._spec = spec
         self._next_index = first_index
-        self._requeue = list(requeue)
+        self._requeue = requeue_slots(requeue)
         self._rows_left = rows_left - len(requeue)  # new proposals still to make
         self._slots: dict[str, list[tuple[optuna.Trial, int]]] = {}
         self._known = dict(known or {})  # config hash -> what a twin reuses (`explore.rows.reused_metrics`)
+        self._screened = dict(screened or {})  # config hash -> a screened-out row (its estimate)
         self._flat = flat
 
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._slots:
             if self._requeue:
-                storage_id, index = self._requeue.pop(0)
-                slot = [(optuna.Trial(self._ot_study, storage_id), index)]
+                slot = [(optuna.Trial(self._ot_study, storage_id), index) for storage_id, index in self._requeue.pop(0)]
             elif self._rows_left <= 0 or (self._flat is not None and self._flat.flat):
                 return Searcher.FINISHED
             else:
-                slot = []
+                slot, lead = [], self._next_index
                 for _ in range(min(self._spec.search.screen, self._rows_left)):
                     trial = self._ot_study.ask(fixed_distributions=self._space)
                     trial.set_user_attr("trial_index", self._next_index)
+                    trial.set_user_attr("slot", lead)
                     slot.append((trial, self._next_index))
                     self._next_index += 1
                 self._rows_left -= len(slot)
             self._slots[trial_id] = slot
             self._ot_trials[trial_id] = slot[0][0]  # the base class's bookkeeping
-        candidates = []
+        candidates, first_of = [], {}
         for trial, index in self._slots[trial_id]:
             config = {**trial.params, "trial_index": index}
-            reuse = self._known.get(config_hash(_params(self._spec, config)))
-            candidates.append(config if reuse is None else {**config, "reuse": reuse})
+            key = config_hash(_params(self._spec, config))
+            if key in self._known:
+                config["reuse"] = self._known[key]
+            elif key in first_of:
+                config["twin_of"] = first_of[key]
+            elif key in self._screened:
+                config["screened_before"] = self._screened[key]
+            first_of.setdefault(key, index)
+            candidates.append(config)
         return candidates[0] if len(candidates) == 1 else {**candidates[0], "candidates": candidates}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
@@ -200,8 +210,10 @@ class SweepSearch(OptunaSearch):
             tell_row(self._ot_study, trial, row, self._spec)
             if row and row.get("status") in REUSABLE_STATUSES and row.get("reuses_trial") is None:
                 self._known.setdefault(row["config_hash"], reused_metrics(row))
-            if self._flat is not None:
-                self._flat.add(flat_values(self._spec, row))
+            elif row and row.get("status") == "screened" and row.get("reuses_trial") is None:
+                self._screened.setdefault(row["config_hash"], reused_metrics(row))
+            if self._flat is not None and not (row and row.get("status") == "screened"):
+                self._flat.add(flat_values(self._spec, row))  # a screened proposal spent no training
         self._completed_trials.add(trial_id)
 
 
@@ -212,15 +224,24 @@ def slot_rows(result: dict | None) -> list[dict]:
     return [{k: v for k, v in result.items() if k != "slot_rows"}, *result.get("slot_rows", ())]
 
 
+def requeue_slots(requeue: list[tuple[int, int, int]]) -> list[list[tuple[int, int]]]:
+    """Interrupted proposals grouped back into their slots: [(storage trial id, trial index), ...] each."""
+    slots: dict[int, list[tuple[int, int]]] = {}
+    for storage_id, index, slot in sorted(requeue, key=lambda item: item[1]):
+        slots.setdefault(slot, []).append((storage_id, index))
+    return list(slots.values())
+
+
 def flat_values(spec: SweepSpec, row: dict | None) -> list[float]:
     """A finished proposal's objectives for `FlatStop` (NaN unless trained to the end)."""
     complete = bool(row) and row["status"] == "complete"
     return [row[m] if complete and not _missing(row.get(m)) else math.nan for m in spec.metrics]
 
 
-def design_cache(rows: pl.DataFrame) -> dict[str, dict]:
-    """config hash -> what a twin reuses, from the rows so far (each design where it ran)."""
-    finished = rows.filter(pl.col("status").is_in(REUSABLE_STATUSES) & pl.col("reuses_trial").is_null()
+def design_cache(rows: pl.DataFrame, statuses: tuple[str, ...] = REUSABLE_STATUSES) -> dict[str, dict]:
+    """config hash -> what a twin reuses, from the rows so far of these ``statuses`` (each design
+    where it ran; ``("screened",)``: the designs screened out, for their estimates)."""
+    finished = rows.filter(pl.col("status").is_in(statuses) & pl.col("reuses_trial").is_null()
                            & pl.col("config_hash").is_not_null())
     return {row["config_hash"]: reused_metrics(row) for row in finished.iter_rows(named=True)}
 
@@ -232,14 +253,16 @@ def flat_stop(spec: SweepSpec, rows: pl.DataFrame) -> FlatStop | None:
         return None
     stop = FlatStop(spec.directions, **settings.model_dump())
     for row in rows.sort(["finished_unix_s", "trial_index"], nulls_last=True).iter_rows(named=True):
-        stop.add(flat_values(spec, row))
+        if row["status"] != "screened":  # a screened proposal spent no training
+            stop.add(flat_values(spec, row))
     return stop
 
 
-def reconcile(study: optuna.Study, rows: pl.DataFrame, spec: SweepSpec) -> tuple[int, list[tuple[int, int]]]:
+def reconcile(study: optuna.Study, rows: pl.DataFrame,
+              spec: SweepSpec) -> tuple[int, list[tuple[int, int, int]]]:
     """Bring the study in line with the rows after an interruption: a RUNNING trial with a row is
     told the row's outcome; one without is returned for a rerun. Returns (the next new trial index,
-    [(storage trial id, trial index)] to rerun)."""
+    [(storage trial id, trial index, slot)] to rerun; the slot is its first proposal's index)."""
     by_index = {r["trial_index"]: r for r in rows.to_dicts() if r.get("trial_index") is not None}
     requeue = []
     indices = set(by_index)
@@ -251,7 +274,7 @@ def reconcile(study: optuna.Study, rows: pl.DataFrame, spec: SweepSpec) -> tuple
         if index in by_index:  # the row was written, the tell was lost
             tell_row(study, optuna.Trial(study, frozen._trial_id), by_index[index], spec)
         else:
-            requeue.append((frozen._trial_id, index))
+            requeue.append((frozen._trial_id, index, frozen.user_attrs.get("slot", index)))
     indices |= {t.user_attrs.get("trial_index", -1) for t in study.get_trials(deepcopy=False)}
     return max(indices, default=-1) + 1, sorted(requeue, key=lambda item: item[1])
 
@@ -539,14 +562,17 @@ def _run_tune(spec: SweepSpec, trainable, start: float) -> None:
     storage = study_storage(spec)
     study = open_study(spec, storage)
     first_index, requeue = reconcile(study, rows, spec)
+    for storage_id, _, _ in requeue[remaining:]:  # budget.trials lowered on resume: these never run
+        study.tell(optuna.Trial(study, storage_id), state=optuna.trial.TrialState.FAIL)
+    requeue = requeue[:remaining]
     if len(rows):
         publish_front(spec, rows)
         print(f"[sweep {spec.name}] {len(rows)} trials already recorded; running {remaining} more "
               f"({len(requeue)} of them interrupted earlier, rerun with their own parameters)", flush=True)
     searcher = SweepSearch(spec, storage, first_index=first_index, requeue=requeue, rows_left=remaining,
                            sampler=optuna_sampler(spec, resumed_trials=len(study.trials)), known=design_cache(rows),
-                           flat=flat)
-    slots = len(requeue) + math.ceil(max(0, remaining - len(requeue)) / spec.search.screen)
+                           screened=design_cache(rows, ("screened",)), flat=flat)
+    slots = len(requeue_slots(requeue)) + math.ceil(max(0, remaining - len(requeue)) / spec.search.screen)
     writer = RowWriter(spec, code_version())
     callbacks = [writer]
     faults = Faults.from_environment()
@@ -617,15 +643,15 @@ def _gpu_ids() -> str:
 
 def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name: str) -> None:
     """One slot inside a Ray worker: its proposals' rows, reported once. A twin takes its earlier
-    result; of several fresh proposals (screening) the one `explore.screening.choose` picks is
-    trained and the others are recorded as screened."""
+    result; of several fresh proposals (screening) the gate prunes what it rules out, the one
+    `explore.screening.choose` picks of the rest is trained and the others are recorded as screened."""
     import torch
 
     torch.set_num_threads(max(1, int(spec.budget.cpus_per_trial)))
     started, cpu_started = time.time(), time.process_time()
     candidates = _candidates(config)
     rows = {c["trial_index"]: {**c["reuse"], "t_total_s": 0.0, "cpu_s": 0.0} for c in candidates if c.get("reuse")}
-    fresh = [c for c in candidates if not c.get("reuse")]
+    fresh = [c for c in candidates if not c.get("reuse") and "twin_of" not in c]
     device, lead = trial_device(), candidates[0]["trial_index"]
     if fresh:
         context = build_context(spec, teacher_state=teacher_state, teacher_name=teacher_name, device=device,
@@ -634,11 +660,16 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
         context = context.with_front(np.array(board["front"], dtype=float).reshape(-1, 2) if board else None)
         trained = np.array(board["trained"] if board else [], dtype=float).reshape(-1, 3)
         points = {c["trial_index"]: context.point(_params(spec, c)) for c in fresh}
-        slot, chosen = _run_slot(spec, points, context, trained)
+        estimated = {c["trial_index"]: c["screened_before"] for c in fresh if c.get("screened_before")}
+        slot, chosen = _run_slot(spec, points, context, trained, estimated)
         rows |= slot
-        lead = chosen if chosen is not None else lead
+        lead = chosen if chosen is not None else fresh[0]["trial_index"]
         if rows[lead].get("status") == "complete" and "handoff" in rows[lead]:
             rows[lead]["artefacts"] = _send_artefacts(spec, lead, rows[lead]["handoff"].files())
+    for c in candidates:
+        if "twin_of" in c:  # the same design twice in one slot: one row of work, the other its twin
+            rows[c["trial_index"]] = {**reused_metrics({**rows[c["twin_of"]], "trial_index": c["twin_of"]}),
+                                      "t_total_s": 0.0, "cpu_s": 0.0}
     others_cpu = sum(r["cpu_s"] for i, r in rows.items() if i != lead)
     for c in candidates:
         row = rows[c["trial_index"]]
@@ -650,21 +681,31 @@ def _trainable(config: dict, spec: SweepSpec, teacher_state: dict, teacher_name:
     _report(spec, {**rows[lead], "slot_rows": [_with_objectives(spec, r) for i, r in rows.items() if i != lead]})
 
 
-def _run_slot(spec: SweepSpec, points: dict[int, Any], context, trained: np.ndarray) -> tuple[dict[int, dict], int | None]:
+def _run_slot(spec: SweepSpec, points: dict[int, Any], context, trained: np.ndarray,
+              estimated: dict[int, dict]) -> tuple[dict[int, dict], int | None]:
     """Rows of a slot's fresh proposals (trial index -> metrics, the trained one with its
-    ``handoff``) and the index of the one trained (None: every proposal infeasible)."""
-    if len(points) == 1:
+    ``handoff``) and the index of the one trained (None: none was). ``estimated``: proposals
+    screened out before, with their rows (their estimates are not computed again unless chosen)."""
+    if len(points) == 1 and not estimated:
         (index, point), = points.items()
-        outcome = run_trial(point, context, trial_index=index)
-        return {index: _outcome_row(outcome)}, index
-    examined = {i: examine(point, context) for i, point in points.items()}
-    rows = {i: _outcome_row(e.infeasible) for i, e in examined.items() if e.infeasible is not None}
-    open_ = [i for i, e in examined.items() if e.infeasible is None]
+        return {index: _outcome_row(run_trial(point, context, trial_index=index))}, index
+    examined = {i: examine(point, context) for i, point in points.items() if i not in estimated}
+    rows = {}
+    for i, e in examined.items():
+        outcome = e.infeasible or e.gate(context)  # the gate first: screening chooses among what it passes
+        if outcome is not None:
+            rows[i] = _outcome_row(outcome)
+    for i, row in estimated.items():
+        reason = gate_reason(row["est_accuracy"], row["energy_pj"], spec.gate, context.front)
+        if reason:
+            rows[i] = {**row, "status": "pruned", "reason": reason, "t_total_s": 0.0, "cpu_s": 0.0,
+                       "violation": gate_shortfall(row["est_accuracy"], row["energy_pj"], spec.gate, context.front)}
+    open_ = [i for i in points if i not in rows]
     if not open_:
         return rows, None
     accuracy = next(m for m in spec.metrics if m.startswith("accuracy_"))
     cost = next(m for m in spec.metrics if m != accuracy)
-    known = {i: outcome_metrics(examined[i].screened("", 0.0)) for i in open_}
+    known = {i: estimated[i] if i in estimated else outcome_metrics(examined[i].screened("", 0.0)) for i in open_}
     choice = screening.choose([(known[i]["est_accuracy"], known[i][cost]) for i in open_], trained)
     chosen = open_[choice.index]
     for j, i in enumerate(open_):
@@ -673,10 +714,16 @@ def _run_slot(spec: SweepSpec, points: dict[int, Any], context, trained: np.ndar
         reason = (f"screened: of {len(points)} proposals, trial {chosen} was trained (predicted accuracy "
                   f"{choice.predicted[choice.index]:.3f} for {cost} {known[chosen][cost]:.4g}); this one: "
                   f"{choice.predicted[j]:.3f} for {known[i][cost]:.4g}")
-        rows[i] = _outcome_row(examined[i].screened(reason, violation=max(0.0, -choice.gains[j])))
-        rows[i].update(predicted_accuracy=choice.predicted[j], t_total_s=sum(examined[i].clock.seconds.values()))
-    rows[chosen] = _outcome_row(run_trial(points[chosen], context, trial_index=chosen, examined=examined[chosen]))
-    rows[chosen]["predicted_accuracy"] = choice.predicted[choice.index]
+        violation = max(0.0, -choice.gains[j])
+        if i in estimated:  # its estimate was kept: nothing computed again
+            rows[i] = {**estimated[i], "reason": reason, "violation": violation, "t_total_s": 0.0, "cpu_s": 0.0}
+        else:
+            rows[i] = _outcome_row(examined[i].screened(reason, violation))
+        rows[i]["predicted_accuracy"] = choice.predicted[j]
+    outcome = run_trial(points[chosen], context, trial_index=chosen, examined=examined.get(chosen))
+    rows[chosen] = {**_outcome_row(outcome), "predicted_accuracy": choice.predicted[choice.index],
+                    "t_total_s": sum(v for k, v in outcome.seconds.items() if k != "total")}  # its own stages only
+    rows[chosen].pop("reuses_trial", None)
     return rows, chosen
 
 

@@ -8,7 +8,7 @@ none improves (every estimate lies under the trained front), the one closest to 
 
 The estimator ranks designs well but its level is not the trained accuracy after fabrication, so
 estimates are first mapped onto trained accuracy by a least-squares line through the designs
-trained so far (the estimate itself until three of them with distinct estimates exist). Pure
+trained so far (the estimate itself until three of them exist with distinct estimates). Pure
 functions of arrays; used by the live sweep (`explore.driver`) and the replay benchmark
 (`benchmarks/search_replay.py`) alike.
 """
@@ -34,12 +34,14 @@ class Choice:
 
 
 def predicted_accuracy(estimates: Sequence[float], trained: np.ndarray) -> np.ndarray:
-    """``estimates`` mapped onto trained accuracy; ``trained`` is (n, 3): estimate, accuracy, cost."""
+    """``estimates`` mapped onto trained accuracy, in [0, 1]; ``trained`` is (n, 3): estimate,
+    accuracy, cost. The raw estimates until `MIN_FIT` trained designs with distinct estimates
+    exist, and whenever the line would not rise (a few noisy points must not reverse the ranking)."""
     estimates = np.asarray(estimates, dtype=float)
     if len(trained) < MIN_FIT or np.ptp(trained[:, 0]) == 0:
         return estimates
     slope, intercept = np.polyfit(trained[:, 0], trained[:, 1], 1)
-    return slope * estimates + intercept
+    return np.clip(slope * estimates + intercept, 0.0, 1.0) if slope > 0 else estimates
 
 
 def gain(accuracy: float, cost: float, trained: np.ndarray, reference_cost: float) -> float:

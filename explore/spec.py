@@ -256,10 +256,14 @@ class SweepSpec(Strict):
             return self
         accuracy = [m for m in self.metrics if m.startswith("accuracy_")]
         unknown = [m for m in self.metrics if not m.startswith("accuracy_") and m not in BEFORE_TRAINING]
-        if len(self.objectives) != 2 or len(accuracy) != 1 or unknown:
+        directions = dict(zip(self.metrics, self.directions))
+        wrong_way = accuracy and len(self.objectives) == 2 and (
+            directions[accuracy[0]] != "max" or any(d != "min" for m, d in directions.items() if m != accuracy[0]))
+        if len(self.objectives) != 2 or len(accuracy) != 1 or unknown or wrong_way:
             raise ValueError(f"search.screen ranks proposals by an estimated accuracy and a cost known before "
-                             f"training; it needs two objectives, one accuracy_* and one of "
-                             f"{', '.join(BEFORE_TRAINING)} (got {', '.join(self.metrics)}); or set search.screen: 1")
+                             f"training; it needs two objectives, one accuracy_* maximised and one minimised of "
+                             f"{', '.join(BEFORE_TRAINING)} (got "
+                             f"{', '.join(f'{d} {m}' for m, d in directions.items())}); or set search.screen: 1")
         if self.search.sampler == "grid":
             raise ValueError("search.screen does not combine with the grid sampler (it visits every point anyway)")
         return self

@@ -15,6 +15,7 @@ the row. The trial stops at the first stage that rules the design out and says w
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -122,10 +123,22 @@ class Examined:
     estimated: Estimated | None = None
     infeasible: TrialOutcome | None = None
 
+    def gate(self, ctx: TrialContext) -> TrialOutcome | None:
+        """The gate stage: the ``pruned`` outcome if the estimator gate rules the design out, else None."""
+        accuracy, energy_pj = self.estimated.accuracy.design, self.estimated.energy.total_pj
+        reason = self.clock.run("gate", lambda: gate_reason(accuracy, energy_pj, ctx.spec.gate, ctx.front))
+        if not reason:
+            return None
+        return self.clock.outcome("pruned", reason, described=self.described, estimated=self.estimated,
+                                  violation=gate_shortfall(accuracy, energy_pj, ctx.spec.gate, ctx.front))
+
     def screened(self, reason: str, violation: float) -> TrialOutcome:
-        """The outcome of a design screening did not pick for training."""
-        return self.clock.outcome("screened", reason, described=self.described, estimated=self.estimated,
-                                  violation=violation)
+        """The outcome of a design screening did not pick for training (its own stages' time only)."""
+        outcome = self.clock.outcome("screened", reason, described=self.described, estimated=self.estimated,
+                                     violation=violation)
+        return dataclasses.replace(outcome, seconds={**self.clock.seconds, "total": sum(self.clock.seconds.values())},
+                                   cpu_seconds={**self.clock.cpu_seconds,
+                                                "total": sum(self.clock.cpu_seconds.values())})
 
 
 def examine(point: DesignPoint, ctx: TrialContext) -> Examined:
@@ -149,12 +162,10 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0,
     if examined.infeasible is not None:
         return examined.infeasible
     spec, data = ctx.spec, ctx.data
+    pruned = examined.gate(ctx)
+    if pruned is not None:
+        return pruned
     clock, model, described, estimated = examined.clock, examined.model, examined.described, examined.estimated
-    accuracy, energy_pj = estimated.accuracy.design, estimated.energy.total_pj
-    reason = clock.run("gate", lambda: gate_reason(accuracy, energy_pj, spec.gate, ctx.front))
-    if reason:
-        return clock.outcome("pruned", reason, described=described, estimated=estimated,
-                             violation=gate_shortfall(accuracy, energy_pj, spec.gate, ctx.front))
 
     config = point.train if ctx.faults is None else ctx.faults.before_training(trial_index, point.train)
     try:
