@@ -118,6 +118,16 @@ COLUMNS: tuple[Column, ...] = (
     Column("realised_kernel_error", pl.Float64, "normalised L2 error of the realised signed kernels, mean"),
     Column("realised_design_error", pl.Float64, "normalised L2 error of the realised PSFs on the sensor grid, mean"),
     *_scores("accuracy_realised", "accuracy of the realised metasurface, no fabrication error"),
+    # where the realised metasurface's light goes (onn.optics.frame.light_budget): fractions of the
+    # incident light, mean over sub-optics and wavelengths
+    Column("light_in_window", pl.Float64, "light in the sub-optic's own kernel window (0-1)",
+           label="in-window efficiency", objective="max"),
+    Column("light_own_subimage", pl.Float64, "light elsewhere in the sub-optic's own sub-image (0-1)"),
+    Column("light_crosstalk", pl.Float64, "light thrown into other sub-optics' sub-images (0-1)", objective="min"),
+    Column("light_unread", pl.Float64, "light on the sensor outside every sub-image, or absorbed by a baffle (0-1)"),
+    Column("light_lost", pl.Float64, "light cut by the band limit and evanescence, or past the frame window (0-1)"),
+    Column("crosstalk_ratio", pl.Float64, "light into other sub-images per unit kept in the own sub-image",
+           label="crosstalk ratio", objective="min"),
     # fabrication Monte Carlo: as made, then with the backend fine-tuned
     *_scores("accuracy_fabricated", "accuracy after fabrication, as made", spread=True),
     *_scores("accuracy_compensated", "accuracy after fabrication and backend fine-tuning", spread=True),

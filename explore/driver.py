@@ -258,6 +258,15 @@ def flat_stop(spec: SweepSpec, rows: pl.DataFrame) -> FlatStop | None:
     return stop
 
 
+def saved_sweep(path: Path) -> dict:
+    """A results folder's sweep.yaml as a dict. Files written before ``realisation.imaging``
+    existed imaged with the kernel window: say so, so a resume compares like with like."""
+    raw = yaml.safe_load(path.read_text())
+    if isinstance(raw, dict) and isinstance(raw.get("realisation"), dict):
+        raw["realisation"].setdefault("imaging", "window")
+    return raw
+
+
 def reconcile(study: optuna.Study, rows: pl.DataFrame,
               spec: SweepSpec) -> tuple[int, list[tuple[int, int, int]]]:
     """Bring the study in line with the rows after an interruption: a RUNNING trial with a row is
@@ -487,7 +496,7 @@ def _prepare_folder(spec: SweepSpec, resume: bool) -> str | None:
     if resume:
         if not saved.exists():
             return f"nothing to resume in {folder}; run without --resume to start"
-        allowed, refused = resume_changes(parse_spec(yaml.safe_load(saved.read_text()), str(saved)), spec)
+        allowed, refused = resume_changes(parse_spec(saved_sweep(saved), str(saved)), spec)
         if refused:
             return (f"{spec.name}: the sweep file differs from the one this sweep started with ({saved}) in "
                     f"{', '.join(refused)}; resume with the same file (and overrides; only "

@@ -61,7 +61,8 @@ def outcome_metrics(outcome: TrialOutcome) -> dict[str, Any]:
     if (r := outcome.realised) is not None:
         row.update(realised_kernel_error=r.realisation.mean("kernel_error"),
                    realised_design_error=r.realisation.mean("design_error"),
-                   **{f"accuracy_realised_{split}": score for split, score in r.scores.items()})
+                   **{f"accuracy_realised_{split}": score for split, score in r.scores.items()},
+                   **r.light)
     if (f := outcome.fabricated) is not None:
         method = outcome.compensation
         for split in ("val", "test"):

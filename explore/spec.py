@@ -25,7 +25,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from explore.columns import BEFORE_TRAINING, OBJECTIVES, TEST_SCORES, validation_twin
 from explore.parameters import HARDWARE_NAMES, PARAMETERS, value_problems
 from explore.space import DOMAIN_TAGS, Choice, Domain, FloatRange, IntRange, Strict
-from onn.data import DATASETS
+from onn.data import DATASETS, TASKS
 from onn.energy import CONSTANTS as ENERGY_CONSTANTS
 from onn.energy import EnergyConstants
 from onn.fabrication import KernelErrors, KernelPreset, PhysicalErrors, default_kernel_errors
@@ -128,6 +128,17 @@ class Fabrication(Strict):
 class Realisation(Strict):
     enabled: bool = True
     steps: int = Field(100, ge=1)  # inverse-design steps per kernel chunk
+    # frame: all of each sub-optic's light on the sensor, crosstalk into neighbours' sub-images
+    # included (onn.optics.frame); window: only the light in its own kernel window (the model before
+    # 2026-11-30: faster and optimistic). Realised accuracy and physical-level fabrication use it.
+    imaging: Literal["frame", "window"] = "frame"
+    baffle: bool = False  # frame imaging with an ideal baffle between sub-optics: no crosstalk
+
+    @model_validator(mode="after")
+    def _baffle_needs_frame(self):
+        if self.baffle and self.imaging != "frame":
+            raise ValueError("baffle: true needs imaging: frame (the window model has no crosstalk to stop)")
+        return self
 
 
 class Energy(Strict):
@@ -233,6 +244,13 @@ class SweepSpec(Strict):
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives repeat a metric: {metrics}")
         return value
+
+    @model_validator(mode="after")
+    def _frame_imaging_needs_one_group(self):
+        if self.realisation.enabled and self.realisation.imaging == "frame" and TASKS.get(self.task.dataset) == "segment":
+            raise ValueError("realisation.imaging: frame handles one kernel group; segmentation designs image three "
+                             "groups at different scales: set realisation.imaging: window")
+        return self
 
     @model_validator(mode="after")
     def _physical_needs_realisation(self):

@@ -32,9 +32,10 @@ from onn.data import TaskData
 from onn.design import Design
 from onn.energy import EnergyBreakdown, digital_conv_energy, format_energy, hybrid_energy
 from onn.estimator import AccuracyEstimate, estimate_accuracy
-from onn.fabrication import Realisation, freeze_realised, realise_design
+from onn.fabrication import Realisation, freeze_realised, model_frames, realise_design
 from onn.handoff import HandOff, pack, quantise
 from onn.models import HybridONN, build_hybrid
+from onn.optics.frame import light_budget
 from onn.optics.validity import InfeasibleDesign
 from onn.robustness import MonteCarloResult, monte_carlo
 from onn.train import NonFiniteLoss, TrainResult, evaluate, fit, headline
@@ -70,6 +71,7 @@ class Realised:
     system: HybridONN  # the realised (ideal physics, no fabrication error) system
     scores: dict[str, float]  # split -> headline metric
     handoff: HandOff
+    light: dict[str, float]  # the light budget's row columns (`light_budget_row`)
 
 
 @dataclass(frozen=True)
@@ -261,8 +263,9 @@ def realise(model: HybridONN, ctx: TrialContext) -> Realised:
     """Inverse-design the trained kernels at the design's mask resolution (`onn.fabrication.realise_design`),
     put the widths on the lithography grid (`onn.handoff.quantise`); the realised system (ideal
     physics, no fabrication error) replaces the kernel-level one from here on."""
-    designed = realise_design(model, steps=ctx.spec.realisation.steps,
-                              generator=torch.Generator().manual_seed(ctx.spec.seed))
+    settings = ctx.spec.realisation
+    designed = realise_design(model, steps=settings.steps, generator=torch.Generator().manual_seed(ctx.spec.seed),
+                              frame=settings.imaging == "frame", baffle=settings.baffle)
     realisation, indices = quantise(designed)
     system = freeze_realised(model, realisation)
     scores = {split: headline(evaluate(system, data, ctx.data.task, device=ctx.device))
@@ -270,7 +273,21 @@ def realise(model: HybridONN, ctx: TrialContext) -> Realised:
     data = ctx.data
     task = {"dataset": data.name, "task": data.task, "channels": data.channels, "image_size": data.image_size,
             "n_outputs": data.n_classes}
-    return Realised(realisation, system, scores, pack(model, realisation, indices, task=task))
+    return Realised(realisation, system, scores, pack(model, realisation, indices, task=task),
+                    light_budget_row(model, realisation, baffle=settings.baffle))
+
+
+def light_budget_row(model: HybridONN, realisation: Realisation, *, baffle: bool) -> dict[str, float]:
+    """Where the realised metasurface's light goes (`onn.optics.frame.light_budget`), whichever
+    model imaged it: mean fractions over sub-optics and wavelengths; empty for multi-group designs."""
+    if len(realisation.designs) != 1:
+        return {}
+    design, geometry = realisation.designs[0], realisation.geometries[0]
+    frame = model_frames(model, baffle=baffle)[0]
+    budget = light_budget(design.widths_um.reshape(-1, *design.widths_um.shape[-2:]), geometry, frame).means()
+    return {"light_in_window": budget["in_window"], "light_own_subimage": budget["own_subimage"],
+            "light_crosstalk": budget["other_subimages"], "light_unread": budget["unread"],
+            "light_lost": budget["lost"] + budget["beyond"], "crosstalk_ratio": budget["crosstalk_ratio"]}
 
 
 def splits(data: TaskData) -> dict[str, TensorDataset]:

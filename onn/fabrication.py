@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from onn.models import HybridONN
+from onn.optics.frame import Frame, frame_halves
 from onn.optics.geometry import OpticalGeometry
 from onn.optics.inverse_design import InverseDesignResult, inverse_design
 from onn.optics.metasurface import fabricable_widths
@@ -291,15 +292,18 @@ def perturb_widths(widths_um: torch.Tensor, errors: PhysicalErrors, generator: t
 
 
 def physical_halves(design: InverseDesignResult, geometry: OpticalGeometry, errors: PhysicalErrors,
-                    generator: torch.Generator, *, chunk: int = 4) -> torch.Tensor:
+                    generator: torch.Generator, *, chunk: int = 4, frame: Frame | None = None) -> torch.Tensor:
     """One physical fabrication draw of an inverse design: the PSF halves the made metasurface
     produces, times the design-time calibration scales (a fabricated system keeps them).
 
     Args:
         design: widths_um (n, 2, N, N), scales (n, 2, L) from `inverse_design`.
         chunk: kernels simulated together (bounds memory: chunk x 2 x L fields of padded_res²).
+        frame: the full-frame model (`onn.optics.frame`: all the light, crosstalk included); None:
+            the window model (each sub-optic's light in its own kernel window only).
     Returns:
-        (n, 2, L, k', k') non-negative halves in kernel convention, ``k' = k + 2 ceil(misalignment_px)``.
+        (n, 2, L, k', k') non-negative halves in kernel convention: ``k' = k + 2 ceil(misalignment_px)``
+        in the window model, ``2 I - 1`` (I the sub-image side) in the full-frame model.
     """
     n = design.widths_um.shape[0]
     if chunk < 1:
@@ -310,6 +314,9 @@ def physical_halves(design: InverseDesignResult, geometry: OpticalGeometry, erro
     border = math.ceil(errors.misalignment_px)
     window = replace(geometry, kernel_size=geometry.kernel_size + 2 * border)
     distance_m = geometry.distance_m + errors.distance_error_um * 1e-6
+    if frame is not None:
+        return frame_halves(widths, design.scales, geometry, frame, shifts_px=offsets,
+                            phase_levels=errors.phase_levels, distance_m=distance_m)
     out = []
     with torch.no_grad():
         for start in range(0, n, chunk):
@@ -330,11 +337,18 @@ class Realisation:
 
     designs: tuple[InverseDesignResult, ...]
     geometries: tuple[OpticalGeometry, ...]
+    # The full-frame model of each group (`onn.optics.frame`); None: the window model.
+    frames: tuple[Frame, ...] | None = None
 
     def __post_init__(self):
         if len(self.designs) != len(self.geometries):
             raise ValueError(f"one geometry per inverse design: got {len(self.designs)} designs and "
                              f"{len(self.geometries)} geometries")
+        if self.frames is not None and len(self.frames) != len(self.designs):
+            raise ValueError(f"one frame per inverse design: got {len(self.frames)} for {len(self.designs)}")
+
+    def frame(self, group: int) -> Frame | None:
+        return None if self.frames is None else self.frames[group]
 
     def mean(self, field: str) -> float:
         """A per-colour error field (``kernel_error``, ``design_error``) averaged over colours and
@@ -353,8 +367,8 @@ def fabricate_physical(model: HybridONN, realisation: Realisation, errors: Physi
         raise ValueError(f"the model has {len(model.optics)} kernel groups but the realisation has "
                          f"{len(realisation.designs)}; realise every group (realise_design)")
     made = copy.deepcopy(model)
-    for optics, result, geom in zip(made.optics, realisation.designs, realisation.geometries):
-        halves = physical_halves(result, geom, errors, generator, chunk=chunk)
+    for group, (optics, result, geom) in enumerate(zip(made.optics, realisation.designs, realisation.geometries)):
+        halves = physical_halves(result, geom, errors, generator, chunk=chunk, frame=realisation.frame(group))
         if kernel_errors is not None:
             halves = perturb_halves(halves, kernel_errors, generator, model.design.wavelengths_nm)
         optics.freeze_to(halves.to(optics.weight.device))
@@ -379,14 +393,25 @@ def realise(model: HybridONN, geometry: OpticalGeometry, *, group: int = 0, step
         steps=steps, seconds=sum(p.seconds for p in parts))
 
 
-def realise_design(model: HybridONN, *, steps: int = 300, chunk: int = 4,
-                   generator: torch.Generator | None = None) -> Realisation:
+def realise_design(model: HybridONN, *, steps: int = 300, chunk: int = 4, generator: torch.Generator | None = None,
+                   frame: bool = False, baffle: bool = False) -> Realisation:
     """Inverse-design every kernel group of ``model`` at its design's mask resolution, one group at
-    a time, each at its own kernel pixel (`Design.geometries`)."""
+    a time, each at its own kernel pixel (`Design.geometries`). ``frame``: image it with the
+    full-frame model (`model_frames`), with an ideal ``baffle`` between sub-optics if asked."""
     geometries = model.design.geometries()
     designs = tuple(realise(model, geometry, group=group, steps=steps, chunk=chunk, generator=generator)
                     for group, geometry in enumerate(geometries))
-    return Realisation(designs, geometries)
+    return Realisation(designs, geometries, model_frames(model, baffle=baffle) if frame else None)
+
+
+def model_frames(model: HybridONN, *, baffle: bool = False) -> tuple[Frame, ...]:
+    """The full-frame model of a one-group model's metasurface: its 2n used sub-optics at their
+    layout positions, each reading an image-sized sub-image. Multi-scale (several kernel groups)
+    designs are not modelled full-frame yet (their groups image the scene at different scales)."""
+    if len(model.optics) != 1:
+        raise ValueError(f"the full-frame model handles one kernel group; this design has {len(model.optics)} "
+                         "(use the window model: realisation.frame: false)")
+    return (Frame.of(model.design.layout(), 2 * model.optics[0].n_kernels, model.image_size, baffle=baffle),)
 
 
 def freeze_realised(model: HybridONN, realisation: Realisation, *, chunk: int = 4) -> HybridONN:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from onn.design import Design
-from onn.fabrication import Realisation, freeze_realised
+from onn.fabrication import Realisation, freeze_realised, model_frames
 from onn.models import HybridONN
 from onn.optics import constants as C
 from onn.optics.inverse_design import InverseDesignResult
@@ -52,7 +52,7 @@ def quantise(realisation: Realisation) -> tuple[Realisation, tuple[np.ndarray, .
         indices.append(index.to(torch.uint8).cpu().numpy())
         widths = (table[index] * 1e-3).to(design.widths_um)
         designs.append(dataclasses.replace(design, widths_um=widths))
-    return Realisation(tuple(designs), realisation.geometries), tuple(indices)
+    return Realisation(tuple(designs), realisation.geometries, realisation.frames), tuple(indices)
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ def pack(model: HybridONN, realisation: Realisation, indices: tuple[np.ndarray, 
                    "fine-tuned on that device's own measured response",
         "scales": "widths.npz scales_<group> (n, 2, colours): the digital gain of each sub-image, fitted at "
                   "design time",
+        "imaging": _imaging(realisation),
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("optics.")}
     return HandOff(card, tuple(indices), tuple(r.scales.detach().float().cpu().numpy() for r in realisation.designs),
@@ -170,4 +171,15 @@ def rebuild(handoff: HandOff, *, device: torch.device | str = "cpu") -> HybridON
         designs.append(InverseDesignResult(widths_um=widths, scales=torch.from_numpy(scales).float(),
                                            realised_kernels=torch.zeros(n, colours, 1, 1), design_error=(),
                                            kernel_error=(), efficiency=float("nan"), steps=0, seconds=0.0))
-    return freeze_realised(model, Realisation(tuple(designs), design.geometries())).to(device)
+    imaging = card.get("imaging", {"model": "window"})
+    frames = model_frames(model, baffle=imaging.get("baffle", False)) if imaging["model"] == "frame" else None
+    return freeze_realised(model, Realisation(tuple(designs), design.geometries(), frames)).to(device)
+
+
+def _imaging(realisation: Realisation) -> dict[str, Any]:
+    """How the recorded accuracy imaged the optics: the window model (each sub-optic's light in
+    its kernel window) or the full frame (all the light, crosstalk included; with or without an
+    ideal baffle between sub-optics)."""
+    if realisation.frames is None:
+        return {"model": "window"}
+    return {"model": "frame", "baffle": realisation.frames[0].baffle}

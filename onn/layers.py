@@ -7,7 +7,8 @@ digitally. With an ideal sensor this equals ``conv2d`` with the signed kernels.
 
 Once the optics are designed or fabricated they stop being trainable: `freeze_to` replaces the
 learnable kernels by fixed non-negative halves (from the metasurface simulation or a fabrication
-draw), which may be larger than k x k (a shifted PSF needs a border).
+draw), which may be larger than k x k (a shifted PSF needs a border; the full-frame model's
+effective kernels span the whole sub-image, `onn.optics.frame`, and are applied by FFT).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onn.optics.geometry import next_smooth
 from onn.optics.psf import split_signed
 from onn.optics.sensor import SensorConfig, read_difference
 
@@ -51,6 +53,23 @@ class Camera(nn.Module):
         if self.sensor is not None:  # one fused readout, subtraction and colour sum (onn.optics.sensor)
             return read_difference(readings, self.sensor, generator=generator, noise=noise)
         return readings[:, :, 0].sum(1) - readings[:, :, 1].sum(1)
+
+
+FFT_ABOVE = 15  # kernels wider than this (full-frame effective kernels) are applied by FFT
+
+
+def correlate_same(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, weight, padding=k // 2)`` for (B, 1, H, W) scenes and (O, 1, k, k) kernels, k
+    odd: direct for small kernels, by real FFTs on a zero-padded grid (no wrap-around) above
+    `FFT_ABOVE`, where the direct sum costs k² per output pixel."""
+    k = weight.shape[-1]
+    if k <= FFT_ABOVE:
+        return F.conv2d(x, weight, padding=k // 2)
+    h, w = x.shape[-2:]
+    size = (next_smooth(h + k - 1), next_smooth(w + k - 1))
+    # Correlation = convolution with the flipped kernel; the 'same' window starts at k // 2.
+    spectrum = torch.fft.rfft2(x, s=size) * torch.fft.rfft2(weight[:, 0].flip(-1, -2), s=size)
+    return torch.fft.irfft2(spectrum, s=size)[..., k // 2:k // 2 + h, k // 2:k // 2 + w]
 
 
 class OpticalConv(nn.Module):
@@ -112,7 +131,7 @@ class OpticalConv(nn.Module):
         weight = halves.permute(2, 1, 0, 3, 4).reshape(colours, 2 * n, 1, k, k)  # (C, 2*n, 1, k, k)
         # One conv per colour: a grouped conv gives the same numbers but its backward pass is ~5x
         # slower on CPU (benchmarks/README.md).
-        return torch.cat([F.conv2d(x[:, c:c + 1], weight[c], padding=k // 2) for c in range(colours)],
+        return torch.cat([correlate_same(x[:, c:c + 1], weight[c]) for c in range(colours)],
                          dim=1).view(batch, colours, 2, n, height, width)
 
     def forward(self, images: torch.Tensor, *, generator: torch.Generator | None = None,

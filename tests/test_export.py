@@ -125,3 +125,13 @@ def test_the_report_shows_each_front_design_s_layout(sweep_folder):
     assert "Front layouts" in page and page.count('src="data:image/png;base64,') == 1
     preview = folder / "report" / "preview-trial-00000.png"
     assert Image.open(preview).size == (2 * 320 + 16, 320)
+
+
+def test_a_realised_trial_records_where_its_light_went(sweep_folder):
+    """The row's light budget (full-frame imaging, tiny.yaml's default) closes and counts crosstalk."""
+    _, outcome, _ = sweep_folder
+    light = outcome.realised.light
+    assert outcome.realised.handoff.card["imaging"] == {"model": "frame", "baffle": False}
+    parts = ("light_in_window", "light_own_subimage", "light_crosstalk", "light_unread", "light_lost")
+    assert sum(light[p] for p in parts) == pytest.approx(1.0, abs=1e-3), light
+    assert 0 < light["light_in_window"] < 1 and light["light_crosstalk"] > 0 and light["crosstalk_ratio"] > 0

@@ -110,6 +110,9 @@ MALFORMED += [
     ("space/train.ntk_mode", {"type": "choice", "values": ["probe", "fast"]}, "space.train.ntk_mode.values.1: must be one of"),
     ("space/train.lr", {"type": "float", "low": -0.1, "high": 0.1}, "space.train.lr.low: need epochs > 0"),
     ("space/train.batch_size", {"type": "int", "low": 0, "high": 64}, "space.train.batch_size.low"),
+    ("realisation/imaging", "full", "realisation.imaging: Input should be 'frame' or 'window'"),
+    ("realisation", {"imaging": "window", "baffle": True}, "baffle: true needs imaging: frame"),
+    ("task", {"dataset": "nuclei"}, "set realisation.imaging: window"),
 ]
 
 

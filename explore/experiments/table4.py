@@ -68,6 +68,7 @@ class Settings:
     retrain_epochs: float
     test_limit: int | None
     seed: int
+    imaging: str = "window"  # physical level: "window" (each PSF in its kernel window) or "frame" (onn.optics.frame)
 
 
 def trained_model(name: str, s: Settings, out: Path, device: str):
@@ -207,7 +208,7 @@ def physical_curve(name, system, data, teacher, model, test, s: Settings, device
     model.design = design  # the same trained network, realised at this mask resolution
     start = time.perf_counter()
     realisation = realise_design(model, steps=s.design_steps, chunk=s.design_chunk,
-                                 generator=torch.Generator().manual_seed(s.seed))
+                                 generator=torch.Generator().manual_seed(s.seed), frame=s.imaging == "frame")
     timing["design_s_per_step"] = (time.perf_counter() - start) / s.design_steps
     timing["padded_res"] = design.geometry().padded_res
     realised = freeze_realised(model, realisation, chunk=s.design_chunk)
@@ -368,6 +369,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="no run: draw one chart (and table) into --out from the table4_magnitude.parquet of "
                              "earlier --sweep-magnitude runs in these folders (e.g. one per system)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--imaging", choices=["window", "frame"], default="window",
+                        help="physical level: each PSF in its kernel window (the figures before 2026-11-30) or the "
+                             "full sensor frame with crosstalk (onn.optics.frame)")
     add_run_arguments(parser, "results/table4")
     args = parse_and_start(parser, argv)
     try:
@@ -376,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--mask-res takes SYSTEM=RES pairs like mono=152, got {args.mask_res}")
     full = Settings(tuple(args.systems), args.epochs, None, args.draws, args.magnitude, args.comp_epochs, None,
                     args.fraction, tuple(args.scales), args.width_sigma_nm, args.width_bias_nm, args.design_steps, args.design_chunk,
-                    mask_res, args.retrain_epochs, args.test_limit, args.seed)
+                    mask_res, args.retrain_epochs, args.test_limit, args.seed, args.imaging)
     settings = full
     if args.quick:
         settings = dataclasses.replace(full, epochs=1.0, train_steps=30, draws=min(args.draws, 3), comp_steps=5,
