@@ -7,10 +7,12 @@ benchmarks/README.md):
   = a 2 x 2 array, 60 design steps) against sub-optic size and mask oversampling, mono and RGB;
 - ``padding``: the effective kernels at FFT padding x1.25 ... x3 against x4 on the reference camera,
   and the incoherent-sum idealisation against a coherent whole-metasurface propagation;
+- ``stray``: inverse design with a penalty on light outside the kernel window: kernel error
+  against in-window light and crosstalk;
 - ``cost``: realising a design (inverse design + imaging) with the window model and with the full
   frame, alternated in one run, as a ratio.
 
-    python benchmarks/light_budget.py --parts budget padding cost
+    python benchmarks/light_budget.py --parts budget padding stray cost
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from onn.optics.layout import suboptic_layout
 from onn.optics.psf import integrate_to_kernel, sensor_intensity
 from onn.optics.validity import min_mask_res
 
+PARTS = ["budget", "padding", "stray", "cost"]
 WAVELENGTHS = {"mono": (532.0,), "rgb": (635.0, 532.0, 450.0)}
 IMAGE = {"mono": 28, "rgb": 32}  # MNIST, photo patches / CIFAR-10
 
 
-def designed(colours: str, suboptic_mm: float, oversampling: float, *, steps: int, seed: int = 0, multiple: int = 1):
+def designed(colours: str, suboptic_mm: float, oversampling: float, *, steps: int, seed: int = 0, multiple: int = 1,
+             stray_weight: float = 0.0):
     """Two random signed kernels inverse-designed on a 2 x 2 array; (widths (4, N, N), geometry,
     frame, result). ``multiple``: round mask_res up to a multiple of it."""
     base = OpticalGeometry.from_design(suboptic_mm=suboptic_mm, mask_res=16, wavelengths_nm=WAVELENGTHS[colours])
@@ -41,7 +45,7 @@ def designed(colours: str, suboptic_mm: float, oversampling: float, *, steps: in
     geometry = OpticalGeometry.from_design(suboptic_mm=suboptic_mm, wavelengths_nm=WAVELENGTHS[colours], mask_res=mask_res)
     generator = torch.Generator().manual_seed(seed)
     kernels = torch.randn(2, len(WAVELENGTHS[colours]), 7, 7, generator=generator)
-    result = inverse_design(kernels, geometry, steps=steps, generator=generator)
+    result = inverse_design(kernels, geometry, steps=steps, generator=generator, stray_weight=stray_weight)
     layout = suboptic_layout(2 * suboptic_mm + 0.1, suboptic_mm)
     return result.widths_um.reshape(4, *result.widths_um.shape[-2:]), geometry, Frame.of(layout, 4, IMAGE[colours]), result
 
@@ -88,6 +92,16 @@ def part_padding(steps: int) -> None:
           f"{max(gaps):.1e} of the peak (mean over sub-images {statistics.fmean(gaps):.1e})")
 
 
+def part_stray(steps: int) -> None:
+    print("| light | stray_weight | kernel error | in kernel window | other sub-images | crosstalk ratio |\n|---|---|---|---|---|---|")
+    for colours in ("mono", "rgb"):
+        for weight in (0.0, 0.3, 1.0, 3.0):
+            widths, geometry, frame, result = designed(colours, 0.4, 1.0, steps=steps, stray_weight=weight)
+            b = light_budget(widths, geometry, frame).means()
+            print(f"| {colours} | {weight} | {statistics.fmean(result.kernel_error):.3f} | {b['in_window']:.3f} | "
+                  f"{b['other_subimages']:.3f} | {b['crosstalk_ratio']:.3f} |", flush=True)
+
+
 def part_cost(steps: int, repeats: int) -> None:
     from onn.design import PRESETS
     from onn.fabrication import freeze_realised, realise_design
@@ -110,7 +124,7 @@ def part_cost(steps: int, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", choices=["budget", "padding", "cost"], default=["budget", "padding", "cost"])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS)
     parser.add_argument("--steps", type=int, default=60, help="inverse-design steps")
     parser.add_argument("--repeats", type=int, default=3, help="cost: alternated repeats")
     parser.add_argument("--threads", type=int, default=1)
@@ -119,7 +133,7 @@ def main() -> None:
     for part in args.parts:
         print(f"\n## {part}\n", flush=True)
         {"budget": lambda: part_budget(args.steps), "padding": lambda: part_padding(args.steps),
-         "cost": lambda: part_cost(args.steps, args.repeats)}[part]()
+         "stray": lambda: part_stray(args.steps), "cost": lambda: part_cost(args.steps, args.repeats)}[part]()
 
 
 if __name__ == "__main__":

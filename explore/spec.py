@@ -133,6 +133,7 @@ class Realisation(Strict):
     # 2026-11-30: faster and optimistic). Realised accuracy and physical-level fabrication use it.
     imaging: Literal["frame", "window"] = "frame"
     baffle: bool = False  # frame imaging with an ideal baffle between sub-optics: no crosstalk
+    stray_weight: float = Field(0.0, ge=0)  # inverse design: weight of the light missing the kernel window
 
     @model_validator(mode="after")
     def _baffle_needs_frame(self):

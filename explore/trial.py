@@ -265,7 +265,8 @@ def realise(model: HybridONN, ctx: TrialContext) -> Realised:
     physics, no fabrication error) replaces the kernel-level one from here on."""
     settings = ctx.spec.realisation
     designed = realise_design(model, steps=settings.steps, generator=torch.Generator().manual_seed(ctx.spec.seed),
-                              frame=settings.imaging == "frame", baffle=settings.baffle)
+                              frame=settings.imaging == "frame", baffle=settings.baffle,
+                              stray_weight=settings.stray_weight)
     realisation, indices = quantise(designed)
     system = freeze_realised(model, realisation)
     scores = {split: headline(evaluate(system, data, ctx.data.task, device=ctx.device))

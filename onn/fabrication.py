@@ -376,12 +376,14 @@ def fabricate_physical(model: HybridONN, realisation: Realisation, errors: Physi
 
 
 def realise(model: HybridONN, geometry: OpticalGeometry, *, group: int = 0, steps: int = 300, chunk: int = 4,
-            generator: torch.Generator | None = None, phase_levels: int | None = None) -> InverseDesignResult:
+            generator: torch.Generator | None = None, phase_levels: int | None = None,
+            stray_weight: float = 0.0) -> InverseDesignResult:
     """Inverse-design the signed kernels of one kernel group, ``chunk`` kernels at a time (memory
     grows with chunk x 2 x L x padded_res²), merged into one result. Per-colour errors and the
     efficiency are means over chunks weighted by their kernel count."""
     kernels = model.optics[group].signed_kernels().detach()  # (n, L, k, k)
-    parts = [inverse_design(kernels[s:s + chunk], geometry, steps=steps, generator=generator, phase_levels=phase_levels)
+    parts = [inverse_design(kernels[s:s + chunk], geometry, steps=steps, generator=generator, phase_levels=phase_levels,
+                            stray_weight=stray_weight)
              for s in range(0, kernels.shape[0], chunk)]
     weights = [p.widths_um.shape[0] / kernels.shape[0] for p in parts]
     mean = lambda field: tuple(sum(w * v for w, v in zip(weights, values))
@@ -394,12 +396,14 @@ def realise(model: HybridONN, geometry: OpticalGeometry, *, group: int = 0, step
 
 
 def realise_design(model: HybridONN, *, steps: int = 300, chunk: int = 4, generator: torch.Generator | None = None,
-                   frame: bool = False, baffle: bool = False) -> Realisation:
+                   frame: bool = False, baffle: bool = False, stray_weight: float = 0.0) -> Realisation:
     """Inverse-design every kernel group of ``model`` at its design's mask resolution, one group at
     a time, each at its own kernel pixel (`Design.geometries`). ``frame``: image it with the
-    full-frame model (`model_frames`), with an ideal ``baffle`` between sub-optics if asked."""
+    full-frame model (`model_frames`), with an ideal ``baffle`` between sub-optics if asked;
+    ``stray_weight``: penalise light outside the kernel window (`inverse_design`)."""
     geometries = model.design.geometries()
-    designs = tuple(realise(model, geometry, group=group, steps=steps, chunk=chunk, generator=generator)
+    designs = tuple(realise(model, geometry, group=group, steps=steps, chunk=chunk, generator=generator,
+                            stray_weight=stray_weight)
                     for group, geometry in enumerate(geometries))
     return Realisation(designs, geometries, model_frames(model, baffle=baffle) if frame else None)
 

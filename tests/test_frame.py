@@ -82,6 +82,19 @@ def test_the_own_window_of_the_frame_kernel_is_the_window_models_kernel():
     torch.testing.assert_close(core, window, rtol=2e-3, atol=2e-6)
 
 
+def test_penalising_stray_light_in_inverse_design_keeps_more_light_in_the_window():
+    from onn.optics.inverse_design import inverse_design
+
+    kernels = torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(3))
+    frame = Frame.of(LAYOUT, 4, IMAGE)
+    kept = {}
+    for weight in (0.0, 3.0):
+        result = inverse_design(kernels, GEOMETRY, steps=40, generator=torch.Generator().manual_seed(0),
+                                stray_weight=weight)
+        kept[weight] = float(light_budget(result.widths_um.reshape(4, 32, 32), GEOMETRY, frame).in_window.mean())
+    assert kept[3.0] > kept[0.0] + 0.02, kept
+
+
 def test_overlapping_sub_images_are_refused():
     with pytest.raises(ValueError, match="overlap"):
         light_budget(widths(1), GEOMETRY, Frame.of(LAYOUT, 4, image_size=40))

@@ -4,7 +4,10 @@ Each signed kernel K (one k x k map per colour) is split into K⁺ = max(K, 0) a
 one sub-optic realises each half, its single width map giving a different PSF at every wavelength.
 Loss: the normalised L2 distance between the sensor-plane PSF and the target (the kernel half,
 rotated into PSF convention and spread over the sensor grid), summed over colours; Adam with
-lr 0.005 µm, widths initialised uniformly in [0, 0.24] µm (the authors' settings).
+lr 0.005 µm, widths initialised uniformly in [0, 0.24] µm (the authors' settings). Optionally
+(``stray_weight`` > 0) plus that weight times the fraction of the incident light that misses the
+kernel window: the shape loss is blind to light leaving the simulated window, which lands in the
+neighbours' sub-images (`onn.optics.frame`).
 
 The digital side scales each sub-image (per colour) by a calibration constant fitted at design
 time (least squares of the realised PSF on its target), so realised kernels keep the trained
@@ -49,11 +52,13 @@ def realised_kernels(widths_um: torch.Tensor, geometry: OpticalGeometry, scales:
 
 def inverse_design(kernels: torch.Tensor, geometry: OpticalGeometry, *, steps: int = 300, lr: float = 0.005,
                    generator: torch.Generator | None = None, phase_levels: int | None = None,
-                   progress: Callable[[int, float], None] | None = None) -> InverseDesignResult:
+                   progress: Callable[[int, float], None] | None = None,
+                   stray_weight: float = 0.0) -> InverseDesignResult:
     """Design all kernels of a layer at once.
 
     Args:
         kernels: (n, L, k, k) signed kernels, L = ``len(geometry.wavelengths_m)``, k = ``geometry.kernel_size``.
+        stray_weight: weight of the light outside the kernel window in the loss (0: shape only).
         progress: called as ``progress(step, loss)`` every 25 steps.
     """
     n, n_colours, k, _ = kernels.shape
@@ -74,6 +79,9 @@ def inverse_design(kernels: torch.Tensor, geometry: OpticalGeometry, *, steps: i
         optimiser.zero_grad(set_to_none=True)
         intensity = sensor_intensity(widths, geometry, phase_levels=phase_levels)  # (n, 2, L, N, N)
         loss = (normalised_l2_error(intensity, targets) * active).sum()
+        if stray_weight:
+            in_window = integrate_to_kernel(intensity, geometry).sum((-1, -2))  # (n, 2, L) of incident 1
+            loss = loss + stray_weight * ((1 - in_window) * active).sum()
         loss.backward()
         optimiser.step()
         if progress is not None and (step % 25 == 0 or step == steps - 1):
