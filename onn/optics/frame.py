@@ -191,12 +191,15 @@ def frame_halves(widths_um: torch.Tensor, scales: torch.Tensor, geometry: Optica
             field = frame_intensity(flat[j], geometry, w, pad=pad, phase_levels=phase_levels, distance_m=distance_m)
             light = field.intensity.double() if mask is None else field.intensity.double() * mask
             cj = frame.centres_m[j]
+            rows_done: dict[float, torch.Tensor] = {}  # regions in one row of the array share the row pass
             for i, ci in enumerate(frame.centres_m):
-                offset = (ci[0] - cj[0] + float(shifts[i // 2, i % 2, 0]) * kp,
-                          ci[1] - cj[1] + float(shifts[i // 2, i % 2, 1]) * kp)
-                if max(abs(offset[0]), abs(offset[1])) > reach or (frame.baffle and i != j):
+                dy = round(ci[0] - cj[0] + float(shifts[i // 2, i % 2, 0]) * kp, 12)
+                dx = round(ci[1] - cj[1] + float(shifts[i // 2, i % 2, 1]) * kp, 12)
+                if max(abs(dy), abs(dx)) > reach or (frame.baffle and i != j):
                     continue
-                out[i] += _region(light, geometry.pitch_m, size, kp, offset)  # (L, size, size)
+                if dy not in rows_done:
+                    rows_done[dy] = _integration(w, geometry.pitch_m, size, kp, dy).to(light) @ light  # (L, size, W)
+                out[i] += rows_done[dy] @ _integration(w, geometry.pitch_m, size, kp, dx).to(light).T
     halves = psf_to_kernel(out.view(n, 2, *out.shape[1:])).to(scales.dtype)
     return (halves * scales[..., None, None]).clamp(min=0)
 
