@@ -246,6 +246,18 @@ class SweepSpec(Strict):
             raise ValueError(f"objectives repeat a metric: {metrics}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _segmentation_images_by_window(cls, raw):
+        """Segmentation designs image three kernel groups at different scales, which the full-frame
+        model does not handle: unless the file says otherwise, they are imaged by the window model."""
+        task = raw.get("task") if isinstance(raw, dict) else None
+        if isinstance(task, dict) and TASKS.get(task.get("dataset")) == "segment":
+            realisation = raw.get("realisation") or {}
+            if isinstance(realisation, dict) and "imaging" not in realisation:
+                raw = {**raw, "realisation": {**realisation, "imaging": "window"}}
+        return raw
+
     @model_validator(mode="after")
     def _frame_imaging_needs_one_group(self):
         if self.realisation.enabled and self.realisation.imaging == "frame" and TASKS.get(self.task.dataset) == "segment":

@@ -112,7 +112,6 @@ MALFORMED += [
     ("space/train.batch_size", {"type": "int", "low": 0, "high": 64}, "space.train.batch_size.low"),
     ("realisation/imaging", "full", "realisation.imaging: Input should be 'frame' or 'window'"),
     ("realisation", {"imaging": "window", "baffle": True}, "baffle: true needs imaging: frame"),
-    ("task", {"dataset": "nuclei"}, "set realisation.imaging: window"),
 ]
 
 
@@ -296,3 +295,14 @@ def test_a_resume_may_change_how_trials_run_but_not_what_they_compute():
     assert "budget.stop_when_flat.patience" in allowed
     other = load_spec(TINY_FILE, ["training.epochs=1", "space.backend_width.values=[8]"])
     assert resume_changes(saved, other) == ([], ["space.backend_width.values", "training.epochs"])
+
+
+def test_segmentation_is_imaged_by_the_window_model_unless_the_file_asks_for_the_frame():
+    """Its three-scale designs are beyond the full-frame model: window by default, frame refused."""
+    raw = mutate("task", {"dataset": "nuclei"})
+    raw.get("realisation", {}).pop("imaging", None)
+    assert parse_spec(raw).realisation.imaging == "window"
+    assert parse_spec(TINY).realisation.imaging == "frame"  # classification: the full frame
+    raw["realisation"] = {**raw.get("realisation", {}), "imaging": "frame"}
+    with pytest.raises(SpecError, match="set realisation.imaging: window"):
+        parse_spec(raw)
