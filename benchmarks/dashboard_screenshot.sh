@@ -2,7 +2,7 @@
 # A headless Chromium screenshot of optuna-dashboard serving a sweep's study journal on loopback.
 #   bash benchmarks/dashboard_screenshot.sh results/tiny [out.png]
 # Starts optuna-dashboard on 127.0.0.1 (a free port), waits for its API to list the study, takes a
-# screenshot of the study page (trial history and Pareto front) and of the trial table, then stops
+# screenshot of the study page (trial history and Pareto front) and of the trial list, then stops
 # the server it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +28,4 @@ shoot() {  # shoot URL PNG
   echo "wrote $2"
 }
 shoot "http://127.0.0.1:$port/dashboard/studies/0" "$out"
-shoot "http://127.0.0.1:$port/dashboard/studies/0/trialTable" "${out%.png}_trials.png"
+shoot "http://127.0.0.1:$port/dashboard/studies/0/trials" "${out%.png}_trials.png"
