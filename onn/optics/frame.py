@@ -36,10 +36,10 @@ import torch
 from onn.optics.geometry import OpticalGeometry, next_smooth
 from onn.optics.layout import SubopticLayout
 from onn.optics.metasurface import transmission
-from onn.optics.propagation import transfer_function
+from onn.optics.propagation import _transfer_function
 from onn.optics.psf import pixel_integration_matrix, psf_to_kernel
 
-FRAME_PAD = 2.0  # FFT grid side / frame window side: within 5e-4 of x4 on the reference camera (benchmarks/README.md)
+FRAME_PAD = 2.0  # FFT grid side / frame window side: within 1e-4 of x4 for an inverse design (benchmarks/README.md)
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,8 @@ def frame_intensity(width_um: torch.Tensor, geometry: OpticalGeometry, w: int, *
         raise ValueError(f"the window ({w}) must be at least the aperture ({n}) and differ from it by an even count")
     m = next_smooth(math.ceil(pad * w))
     field = transmission(width_um, geometry.wavelengths_nm, phase_levels=phase_levels)  # (..., L, N, N)
-    transfer = transfer_function(m, geometry.pitch_m, geometry.distance_m if distance_m is None else distance_m,
-                                 geometry.wavelengths_m, device=width_um.device)
+    transfer = _frame_transfer(m, float(geometry.pitch_m), float(geometry.distance_m if distance_m is None else distance_m),
+                               tuple(float(w) for w in geometry.wavelengths_m), str(width_um.device))
     spectrum = torch.fft.fft2(field, s=(m, m))  # the aperture at the grid's corner [0, N)
     kept = transfer.abs().square()
     lost = (spectrum.abs().square() * (1 - kept)).sum((-1, -2)) / (m * m)
@@ -134,6 +134,14 @@ def frame_intensity(width_um: torch.Tensor, geometry: OpticalGeometry, w: int, *
     window = out[..., :w, :w].abs().square()
     norm = n * n
     return FrameField(window / norm, (total - window.sum((-1, -2))) / norm, lost / norm, geometry.pitch_m)
+
+
+@lru_cache(maxsize=2)
+def _frame_transfer(m: int, pitch_m: float, distance_m: float, wavelengths_m: tuple[float, ...], device: str) -> torch.Tensor:
+    """The transfer function of a frame's FFT grid. These grids are large ((pad x window)², tens of
+    MB per wavelength), so only the last two are kept (a realisation and one fabrication distance),
+    not the 64 that `onn.optics.propagation.transfer_function` caches."""
+    return _transfer_function.__wrapped__(m, pitch_m, distance_m, wavelengths_m, True, torch.complex64, device)
 
 
 @lru_cache(maxsize=256)
@@ -283,7 +291,8 @@ def coherent_frame_intensity(widths_um: torch.Tensor, geometry: OpticalGeometry,
     g = math.ceil(extent / pitch)
     g += (g - n) % 2
     m = next_smooth(math.ceil(pad * g))
-    transfer = transfer_function(m, pitch, geometry.distance_m, geometry.wavelengths_m, device=widths_um.device)
+    transfer = _frame_transfer(m, float(pitch), float(geometry.distance_m), tuple(float(w) for w in geometry.wavelengths_m),
+                               str(widths_um.device))
     fields = transmission(widths_um, geometry.wavelengths_nm, phase_levels=phase_levels)  # (S, L, N, N)
     placed = torch.zeros(s, len(geometry.wavelengths_m), g, g, dtype=fields.dtype, device=widths_um.device)
     for j, (cy, cx) in enumerate(frame.centres_m[:s]):
