@@ -414,7 +414,7 @@ def model_frames(model: HybridONN, *, baffle: bool = False) -> tuple[Frame, ...]
     designs are not modelled full-frame yet (their groups image the scene at different scales)."""
     if len(model.optics) != 1:
         raise ValueError(f"the full-frame model handles one kernel group; this design has {len(model.optics)} "
-                         "(use the window model: realisation.frame: false)")
+                         "(use the window model: realisation.imaging: window)")
     return (Frame.of(model.design.layout(), 2 * model.optics[0].n_kernels, model.image_size, baffle=baffle),)
 
 
