@@ -9,8 +9,8 @@ benchmarks/README.md):
   and the incoherent-sum idealisation against a coherent whole-metasurface propagation;
 - ``stray``: inverse design with a penalty on light outside the kernel window: kernel error
   against in-window light and crosstalk;
-- ``cost``: realising a design (inverse design + imaging) with the window model and with the full
-  frame, alternated in one run, as a ratio.
+- ``cost``: realising a design as a trial's realise stage does, before (inverse design, window
+  imaging) and now (inverse design, full-frame imaging, the light budget), alternated in one run.
 
     python benchmarks/light_budget.py --parts budget padding stray cost
 """
@@ -102,12 +102,12 @@ def part_stray(steps: int) -> None:
                   f"{b['other_subimages']:.3f} | {b['crosstalk_ratio']:.3f} |", flush=True)
 
 
-def part_cost(steps: int, repeats: int) -> None:
+def part_cost(steps: int, repeats: int, kernels: int) -> None:
     from onn.design import PRESETS
     from onn.fabrication import freeze_realised, realise_design
     from onn.models import build_hybrid
 
-    design = PRESETS["mono"].with_(n_kernels=8, aperture_mm=PRESETS["mono"].aperture_for(8), mask_res=192)
+    design = PRESETS["mono"].with_(n_kernels=kernels, aperture_mm=PRESETS["mono"].aperture_for(kernels), mask_res=192)
     model = build_hybrid(design, in_channels=1, image_size=28, n_outputs=10)
     times = {"window": [], "frame": []}
     for _ in range(repeats):
@@ -116,10 +116,13 @@ def part_cost(steps: int, repeats: int) -> None:
             realisation = realise_design(model, steps=steps, generator=torch.Generator().manual_seed(0),
                                          frame=kind == "frame")
             freeze_realised(model, realisation)
+            if kind == "frame":  # a trial now also logs the light budget
+                widths = realisation.designs[0].widths_um
+                light_budget(widths.reshape(-1, *widths.shape[-2:]), realisation.geometries[0], realisation.frames[0])
             times[kind].append(time.perf_counter() - start)
     window, frame = statistics.median(times["window"]), statistics.median(times["frame"])
-    print(f"realising 8 mono kernels at mask_res 192 ({steps} design steps), median of {repeats}: window {window:.1f} s, "
-          f"full frame {frame:.1f} s: x{frame / window:.2f}")
+    print(f"realising {kernels} mono kernels at mask_res 192 ({steps} design steps), median of {repeats}: window {window:.1f} s, "
+          f"full frame + light budget {frame:.1f} s: x{frame / window:.2f}")
 
 
 def main() -> None:
@@ -127,13 +130,14 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS)
     parser.add_argument("--steps", type=int, default=60, help="inverse-design steps")
     parser.add_argument("--repeats", type=int, default=3, help="cost: alternated repeats")
+    parser.add_argument("--kernels", type=int, default=8, help="cost: signed kernels of the design")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for part in args.parts:
         print(f"\n## {part}\n", flush=True)
         {"budget": lambda: part_budget(args.steps), "padding": lambda: part_padding(args.steps),
-         "stray": lambda: part_stray(args.steps), "cost": lambda: part_cost(args.steps, args.repeats)}[part]()
+         "stray": lambda: part_stray(args.steps), "cost": lambda: part_cost(args.steps, args.repeats, args.kernels)}[part]()
 
 
 if __name__ == "__main__":
