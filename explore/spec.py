@@ -252,7 +252,7 @@ class SweepSpec(Strict):
         """Segmentation designs image three kernel groups at different scales, which the full-frame
         model does not handle: unless the file says otherwise, they are imaged by the window model."""
         task = raw.get("task") if isinstance(raw, dict) else None
-        if isinstance(task, dict) and TASKS.get(task.get("dataset")) == "segment":
+        if isinstance(task, dict) and isinstance(task.get("dataset"), str) and TASKS.get(task["dataset"]) == "segment":
             realisation = raw.get("realisation") or {}
             if isinstance(realisation, dict) and "imaging" not in realisation:
                 raw = {**raw, "realisation": {**realisation, "imaging": "window"}}
