@@ -32,7 +32,7 @@ from onn.data import TaskData
 from onn.design import Design
 from onn.energy import EnergyBreakdown, digital_conv_energy, format_energy, hybrid_energy
 from onn.estimator import AccuracyEstimate, estimate_accuracy
-from onn.fabrication import Realisation, freeze_realised, model_frames, realise_design
+from onn.fabrication import Realisation, freeze_realised, realise_design
 from onn.handoff import HandOff, pack, quantise
 from onn.models import HybridONN, build_hybrid
 from onn.optics.frame import light_budget
@@ -275,16 +275,16 @@ def realise(model: HybridONN, ctx: TrialContext) -> Realised:
     task = {"dataset": data.name, "task": data.task, "channels": data.channels, "image_size": data.image_size,
             "n_outputs": data.n_classes}
     return Realised(realisation, system, scores, pack(model, realisation, indices, task=task),
-                    light_budget_row(model, realisation, baffle=settings.baffle))
+                    light_budget_row(realisation))
 
 
-def light_budget_row(model: HybridONN, realisation: Realisation, *, baffle: bool) -> dict[str, float]:
-    """Where the realised metasurface's light goes (`onn.optics.frame.light_budget`), whichever
-    model imaged it: mean fractions over sub-optics and wavelengths; empty for multi-group designs."""
-    if len(realisation.designs) != 1:
+def light_budget_row(realisation: Realisation) -> dict[str, float]:
+    """Where the realised metasurface's light goes (`onn.optics.frame.light_budget`): mean fractions
+    over sub-optics and wavelengths; empty under window imaging (which does not follow the light
+    out of the kernel window, and is chosen for speed)."""
+    if realisation.frames is None:
         return {}
-    design, geometry = realisation.designs[0], realisation.geometries[0]
-    frame = model_frames(model, baffle=baffle)[0]
+    design, geometry, frame = realisation.designs[0], realisation.geometries[0], realisation.frames[0]
     budget = light_budget(design.widths_um.reshape(-1, *design.widths_um.shape[-2:]), geometry, frame).means()
     return {"light_in_window": budget["in_window"], "light_own_subimage": budget["own_subimage"],
             "light_crosstalk": budget["other_subimages"], "light_unread": budget["unread"],
