@@ -10,6 +10,7 @@ process and prints its wall time, peak resident memory, and the GDSII / OASIS si
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import subprocess
 import sys
@@ -23,6 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explore.analysis import load  # noqa: E402
+
+
+def mask_res(folder: Path, trial: int) -> int:
+    """The mask resolution a kept trial's design card records (0 if it kept nothing)."""
+    card = folder / "artefacts" / f"trial-{trial:05d}" / "card.json"
+    return json.loads(card.read_text())["mask_res"] if card.exists() else 0
 
 
 def kept_sizes(folder: Path) -> list[int]:
@@ -44,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
           f"total {sum(sizes) / 1e6:.2f} MB")
     trial = args.trial
     if trial is None:
-        front = load(args.folder).front
-        trial = front.sort("param.mask_res", descending=True)["trial_index"][0]
-        print(f"front design with the finest mask: trial {trial} (mask_res {front['param.mask_res'].max()})")
+        masks = {int(index): mask_res(args.folder, index) for index in load(args.folder).front["trial_index"]}
+        trial = max(masks, key=masks.get)  # a sweep may search mask_res or derive it (oversampling): ask the card
+        print(f"front design with the finest mask: trial {trial} (mask_res {masks[trial]})")
     out = args.out or Path(tempfile.mkdtemp(prefix="export-cost-"))
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "explore.export", str(args.folder), "--trial", str(trial),
