@@ -108,7 +108,6 @@ class FrameField:
     intensity: torch.Tensor
     beyond: torch.Tensor
     lost: torch.Tensor
-    pitch_m: float
 
 
 def frame_intensity(width_um: torch.Tensor, geometry: OpticalGeometry, w: int, *, pad: float = FRAME_PAD,
@@ -133,7 +132,7 @@ def frame_intensity(width_um: torch.Tensor, geometry: OpticalGeometry, w: int, *
     total = out.abs().square().sum((-1, -2))
     window = out[..., :w, :w].abs().square()
     norm = n * n
-    return FrameField(window / norm, (total - window.sum((-1, -2))) / norm, lost / norm, geometry.pitch_m)
+    return FrameField(window / norm, (total - window.sum((-1, -2))) / norm, lost / norm)
 
 
 @lru_cache(maxsize=2)
@@ -191,7 +190,7 @@ def frame_halves(widths_um: torch.Tensor, scales: torch.Tensor, geometry: Optica
     w = window_res(geometry, frame, size)
     shifts = torch.zeros(n, 2, 2) if shifts_px is None else shifts_px
     reach = w * geometry.pitch_m / 2 + size * kp / 2  # a region farther than this sees none of the window
-    flat = widths_um.reshape(2 * n, *widths_um.shape[2:])
+    flat = widths_um.reshape(2 * n, *widths_um.shape[2:])  # (2n, N, N): sub-optic 2j + h is kernel j's half h
     out = torch.zeros(2 * n, len(geometry.wavelengths_m), size, size, dtype=torch.float64, device=widths_um.device)
     mask = _cell_mask(w, geometry.pitch_m, frame.cell_m, widths_um.device) if frame.baffle else None
     with torch.no_grad():
@@ -208,7 +207,7 @@ def frame_halves(widths_um: torch.Tensor, scales: torch.Tensor, geometry: Optica
                 if dy not in rows_done:
                     rows_done[dy] = _integration(w, geometry.pitch_m, size, kp, dy).to(light) @ light  # (L, size, W)
                 out[i] += rows_done[dy] @ _integration(w, geometry.pitch_m, size, kp, dx).to(light).T
-    halves = psf_to_kernel(out.view(n, 2, *out.shape[1:])).to(scales.dtype)
+    halves = psf_to_kernel(out.view(n, 2, *out.shape[1:])).to(scales.dtype)  # (n, 2, L, 2I-1, 2I-1)
     return (halves * scales[..., None, None]).clamp(min=0)
 
 
