@@ -10,9 +10,13 @@ benchmarks/README.md):
 - ``stray``: inverse design with a penalty on light outside the kernel window: kernel error
   against in-window light and crosstalk;
 - ``cost``: realising a design as a trial's realise stage does, before (inverse design, window
-  imaging) and now (inverse design, full-frame imaging, the light budget), alternated in one run.
+  imaging) and now (inverse design, full-frame imaging, the light budget), alternated in one run;
+- ``haze``: the kernel-level stray-light term (`onn.layers.OpticalConv` ``haze``) against the
+  full-frame model: the stray ratio each design measures, a power law fitted to them
+  (`onn.optics.frame.fitted_haze`), and how far the window model, with and without the haze,
+  reads the scenes from what the full frame reads.
 
-    python benchmarks/light_budget.py --parts budget padding stray cost
+    python benchmarks/light_budget.py --parts budget padding stray cost haze
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ from onn.optics.frame import Frame, coherent_frame_intensity, frame_halves, ligh
 from onn.optics.geometry import OpticalGeometry
 from onn.optics.inverse_design import inverse_design
 from onn.optics.layout import suboptic_layout
-from onn.optics.psf import integrate_to_kernel, sensor_intensity
+from onn.optics.psf import integrate_to_kernel, psf_to_kernel, sensor_intensity
 from onn.optics.validity import min_mask_res
 
-PARTS = ["budget", "padding", "stray", "cost"]
+PARTS = ["budget", "padding", "stray", "cost", "haze"]
 WAVELENGTHS = {"mono": (532.0,), "rgb": (635.0, 532.0, 450.0)}
 IMAGE = {"mono": 28, "rgb": 32}  # MNIST, photo patches / CIFAR-10
 
@@ -125,6 +129,55 @@ def part_cost(steps: int, repeats: int, kernels: int) -> None:
           f"full frame + light budget {frame:.1f} s: x{frame / window:.2f}")
 
 
+def part_haze(steps: int) -> None:
+    from onn.data import load_dataset
+    from onn.layers import Camera, OpticalConv
+    from onn.optics.frame import stray_ratio
+    from onn.optics.sensor import SensorConfig
+
+    scenes = {"mono": load_dataset("mnist").val.tensors[0][:256], "rgb": load_dataset("photo_patches").val.tensors[0][:256]}
+    camera = Camera(SensorConfig(noise=False, bits=24))  # auto-exposure, subtraction, colour sum; no noise
+
+    def layer(halves: torch.Tensor, haze: float) -> OpticalConv:
+        optics = OpticalConv(halves.shape[0], 7, halves.shape[2])
+        optics.freeze_to(halves.float(), haze=haze)
+        return optics
+
+    def errors(x, truth, halves, haze):
+        """Relative L2 of the readings (per half) and of what the backend sees, against the full frame."""
+        readings = layer(halves, haze).readings(x)
+        return (float((readings - truth[0]).norm() / truth[0].norm()),
+                float((camera(readings) - truth[1]).norm() / truth[1].norm()))
+
+    designs = []
+    for colours in ("mono", "rgb"):
+        for suboptic_mm in (0.3, 0.4, 0.5):
+            for oversampling in (1.0, 1.5, 2.0):
+                widths, geometry, frame, _ = designed(colours, suboptic_mm, oversampling, steps=steps)
+                maps = widths.view(2, 2, *widths.shape[-2:])
+                effective = frame_halves(maps, torch.ones(2, 2, len(geometry.wavelengths_m)), geometry, frame)
+                window = psf_to_kernel(integrate_to_kernel(sensor_intensity(maps, geometry), geometry))
+                readings = layer(effective, 0.0).readings(scenes[colours])
+                designs.append((colours, suboptic_mm, oversampling, float(stray_ratio(effective, 7).mean()),
+                                window, (readings, camera(readings))))
+    # log h = log a_colours + b log(suboptic_mm / 0.4) + c log(oversampling), least squares
+    rows = torch.tensor([[c == "mono", c == "rgb", math.log(s / 0.4), math.log(o)] for c, s, o, *_ in designs],
+                        dtype=torch.float64)
+    target = torch.tensor([math.log(d[3]) for d in designs], dtype=torch.float64)
+    coef = torch.linalg.lstsq(rows, target[:, None]).solution[:, 0]
+    fitted = (rows @ coef).exp()
+    print(f"fit: haze = a (suboptic_mm / 0.4)^b oversampling^c with a_mono {math.exp(coef[0]):.3f}, a_rgb "
+          f"{math.exp(coef[1]):.3f}, b {float(coef[2]):.3f}, c {float(coef[3]):.3f}\n")
+    print("| light | sub-optic (mm) | oversampling | stray ratio measured | fitted | readings error: window / + measured "
+          "haze / + fitted haze | backend input error: window / + measured / + fitted |\n|---|---|---|---|---|---|---|")
+    for (colours, suboptic_mm, oversampling, measured, window, truth), fit in zip(designs, fitted.tolist()):
+        x = scenes[colours]
+        cells = [errors(x, truth, window, h) for h in (0.0, measured, fit)]
+        print(f"| {colours} | {suboptic_mm} | {oversampling} | {measured:.2f} | {fit:.2f} | "
+              + " / ".join(f"{c[0]:.3f}" for c in cells) + " | " + " / ".join(f"{c[1]:.3f}" for c in cells) + " |",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS)
@@ -137,7 +190,8 @@ def main() -> None:
     for part in args.parts:
         print(f"\n## {part}\n", flush=True)
         {"budget": lambda: part_budget(args.steps), "padding": lambda: part_padding(args.steps),
-         "stray": lambda: part_stray(args.steps), "cost": lambda: part_cost(args.steps, args.repeats, args.kernels)}[part]()
+         "stray": lambda: part_stray(args.steps), "cost": lambda: part_cost(args.steps, args.repeats, args.kernels),
+         "haze": lambda: part_haze(args.steps)}[part]()
 
 
 if __name__ == "__main__":

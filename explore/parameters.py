@@ -27,7 +27,7 @@ class Parameter:
     ``target``/``field``: where the value lands (``backend`` fields are ``depth`` and ``width``,
     which become `Design.hidden`). ``low``/``high``: inclusive bounds every value must keep
     (None: unbounded); ``positive``: strictly above 0; ``odd``: odd integers only; ``options``:
-    the only values allowed.
+    the only values allowed; ``words``: strings allowed besides a number's domain (e.g. ``fitted``).
     """
 
     name: str
@@ -40,9 +40,12 @@ class Parameter:
     positive: bool = False
     odd: bool = False
     options: tuple[Any, ...] | None = None
+    words: tuple[str, ...] = ()
 
     def cast(self, value: Any) -> Any:
         """The value as the target field holds it (a sampled 192.0 is the int 192)."""
+        if isinstance(value, str) and value in self.words:
+            return value
         match self.kind:
             case "int":
                 return int(value)
@@ -56,6 +59,8 @@ class Parameter:
         """Why ``value`` is outside this parameter's domain, or None if it is inside."""
         if self.options is not None:
             return None if value in self.options else f"must be one of {list(self.options)}, got {value!r}"
+        if isinstance(value, str) and value in self.words:
+            return None
         if self.kind == "str":
             return None if isinstance(value, str) else f"must be a string, got {value!r}"
         if self.kind == "bool":
@@ -87,7 +92,7 @@ class Parameter:
             parts.append(f"<= {self.high:g}")
         if self.odd:
             parts.append("odd")
-        return ", ".join(parts)
+        return ", ".join(parts) + "".join(f", or {w!r}" for w in self.words)
 
 
 HARDWARE: tuple[Parameter, ...] = (
@@ -115,6 +120,10 @@ HARDWARE: tuple[Parameter, ...] = (
               high=1000.0),
     Parameter("kernel_pixel_um", "kernel pixel on the sensor (µm)", "design", "kernel_pixel_um", "float",
               positive=True, high=1000.0),
+    Parameter("haze", "stray light in the kernel-level model (training, estimate, kernel-level fabrication): the "
+              "light outside each kernel window as a ratio to the light in it, spread evenly over the sub-image; "
+              "'fitted': what the full-frame model measures at the design's geometry (onn.optics.frame.fitted_haze)",
+              "design", "haze", "float", low=0.0, high=100.0, words=("fitted",)),
     Parameter("read_noise_fs", "sensor read noise, fraction of full scale", "sensor", "read_noise_fs", "float",
               low=0.0, high=1.0),
     Parameter("full_well_e", "sensor full well (electrons)", "sensor", "full_well_e", "float", positive=True),

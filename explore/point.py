@@ -74,6 +74,8 @@ def design_point(params: dict[str, Any], *, base: Design, training: dict[str, An
     if "oversampling" in by_target["derived"]:  # a mask resolution that cannot alias
         design = design.with_(mask_res=math.ceil(by_target["derived"]["oversampling"]
                                                  * min_mask_res(design.geometry())))
+    if changes.get("haze") == "fitted":  # needs the final geometry
+        design = design.with_(haze=design.fitted_haze())
     if base.groups is not None:
         design = _regrouped(design, base.groups)
     train = TrainConfig(**{"method": "ntkd", **training, **by_target["train"], "seed": seed})

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from onn.optics import constants as C
+from onn.optics.frame import fitted_haze
 from onn.optics.geometry import OpticalGeometry
 from onn.optics.layout import SubopticLayout, suboptic_layout
 from onn.optics.sensor import SensorConfig
-from onn.optics.validity import GeometryReport, InfeasibleDesign, check_geometry
+from onn.optics.validity import GeometryReport, InfeasibleDesign, check_geometry, min_mask_res
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Design:
     distance_mm: float = C.DISTANCE_MM
     kernel_pixel_um: float = C.KERNEL_PIXEL_UM
     sensor: SensorConfig = field(default_factory=SensorConfig)
+    # Stray light in the kernel-level model (`onn.layers.OpticalConv`): light outside the kernel
+    # window as a ratio to the light in it, spread evenly over the sub-image. 0: the idealisation that
+    # a sub-optic's light all lands in its kernel window; `onn.optics.frame.fitted_haze` is what the
+    # full-frame model measures for a geometry.
+    haze: float = 0.0
 
     @property
     def wavelengths_nm(self) -> tuple[float, ...]:
@@ -106,6 +112,8 @@ class Design:
         """Every validity check (layout, geometry, footprint, memory); raises `InfeasibleDesign`."""
         if self.kernel_size % 2 == 0:
             raise InfeasibleDesign("kernel_size", f"must be odd (PSFs are centred on the axis), got {self.kernel_size}")
+        if not self.haze >= 0:
+            raise InfeasibleDesign("haze", f"is a ratio of light and must be >= 0, got {self.haze}")
         if self.pool < 1 or any(h < 1 for h in self.hidden):
             raise InfeasibleDesign("hidden", f"pool and hidden widths must be >= 1, got pool={self.pool}, "
                                              f"hidden={self.hidden}")
@@ -123,6 +131,11 @@ class Design:
                                   spacing_mm=self.spacing_mm, n_fields=2 * groups[scale])
                    for scale, geometry in enumerate(self.geometries())]  # coarser groups: smaller images
         return reports[0]
+
+    def fitted_haze(self) -> float:
+        """The stray ratio the full-frame model measures on average at this geometry
+        (`onn.optics.frame.fitted_haze`), for ``haze``."""
+        return fitted_haze(self.colours, self.suboptic_mm, self.mask_res / min_mask_res(self.geometry()))
 
     def with_(self, **changes) -> "Design":
         return replace(self, **changes)

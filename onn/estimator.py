@@ -214,7 +214,7 @@ def random_frontend(design: Design, generator: torch.Generator) -> OpticalConv:
     """The design's optical layer, frozen to `random_halves`, with the design's sensor."""
     halves = random_halves(design, generator)
     layer = OpticalConv(halves.shape[0], design.kernel_size, design.colours, design.sensor, generator=generator,
-                        channels=design.image_channels)
+                        channels=design.image_channels, haze=design.haze)
     layer.freeze_to(halves)
     return layer
 
@@ -265,7 +265,7 @@ def random_group_frontends(design: Design, generator: torch.Generator) -> list[O
     layers = []
     for group in halves.split(list(design.groups or (halves.shape[0],))):
         layer = OpticalConv(group.shape[0], design.kernel_size, design.colours, design.sensor,
-                            channels=design.image_channels)
+                            channels=design.image_channels, haze=design.haze)
         layer.freeze_to(group)
         layers.append(layer)
     return layers

@@ -371,7 +371,8 @@ def fabricate_physical(model: HybridONN, realisation: Realisation, errors: Physi
         halves = physical_halves(result, geom, errors, generator, chunk=chunk, frame=realisation.frame(group))
         if kernel_errors is not None:
             halves = perturb_halves(halves, kernel_errors, generator, model.design.wavelengths_nm)
-        optics.freeze_to(halves.to(optics.weight.device))
+        # full-frame halves hold the stray light the kernel-level haze stands for
+        optics.freeze_to(halves.to(optics.weight.device), haze=0.0 if realisation.frame(group) else None)
     return made
 
 

@@ -9,6 +9,14 @@ Once the optics are designed or fabricated they stop being trainable: `freeze_to
 learnable kernels by fixed non-negative halves (from the metasurface simulation or a fabrication
 draw), which may be larger than k x k (a shifted PSF needs a border; the full-frame model's
 effective kernels span the whole sub-image, `onn.optics.frame`, and are applied by FFT).
+
+Stray light at kernel level (``haze``): a metasurface puts only part of its light in the kernel window
+(`onn.optics.frame.light_budget`); the rest lands over the whole sub-image. The kernel-level model can
+add it as a uniform haze: each half reads, besides its kernel, ``haze`` times its kernel's light spread
+evenly over the ``(2H - 1) x (2W - 1)`` scene offsets a sub-image pixel can see. ``haze`` is the ratio of
+that stray light to the light in the window (`onn.optics.frame.stray_ratio`; fitted per geometry by
+`onn.optics.frame.fitted_haze`). Full-frame halves hold their stray light themselves: freeze them with
+``haze=0``.
 """
 
 from __future__ import annotations
@@ -79,15 +87,20 @@ class OpticalConv(nn.Module):
     the sensor and the digital subtraction do); `onn.ntk_probe` differentiates between the two."""
 
     def __init__(self, n_kernels: int, kernel_size: int, colours: int = 1, sensor: SensorConfig | None = None,
-                 generator: torch.Generator | None = None, channels: tuple[int, ...] | None = None):
+                 generator: torch.Generator | None = None, channels: tuple[int, ...] | None = None,
+                 haze: float = 0.0):
         """``channels``: the scene channel each colour sees (`Design.image_channels`); None: grey
-        scenes go to every colour, a one-colour camera sees the mean of a colour scene."""
+        scenes go to every colour, a one-colour camera sees the mean of a colour scene. ``haze``:
+        uniform stray light, as a ratio to the light in the kernel window (module docstring)."""
         super().__init__()
         if n_kernels < 1 or kernel_size < 1 or colours < 1:
             raise ValueError(f"need n_kernels, kernel_size, colours >= 1, got {n_kernels}, {kernel_size}, {colours}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (the PSF is centred on the axis), got {kernel_size}")
+        if not haze >= 0:
+            raise ValueError(f"haze is a ratio of light and must be >= 0, got {haze}")
         self.n_kernels, self.kernel_size, self.colours, self.channels = n_kernels, kernel_size, colours, channels
+        self.haze = float(haze)
         self.camera = Camera(sensor)
         fan_in = colours * kernel_size * kernel_size
         weight = torch.randn(n_kernels, colours, kernel_size, kernel_size, generator=generator) / fan_in**0.5
@@ -111,8 +124,10 @@ class OpticalConv(nn.Module):
         halves = self.halves()
         return halves[:, 0] - halves[:, 1]
 
-    def freeze_to(self, halves: torch.Tensor) -> None:
-        """Replace the learnable kernels by fixed non-negative halves (n, 2, C, k', k'), k' odd."""
+    def freeze_to(self, halves: torch.Tensor, *, haze: float | None = None) -> None:
+        """Replace the learnable kernels by fixed non-negative halves (n, 2, C, k', k'), k' odd.
+        ``haze``: a new stray-light ratio (0 for full-frame halves, which hold their stray light);
+        None keeps the layer's."""
         n, two, colours, k1, k2 = halves.shape
         if (n, two, colours) != (self.n_kernels, 2, self.colours) or k1 != k2 or k1 % 2 == 0:
             raise ValueError(f"halves {tuple(halves.shape)} do not fit {self.n_kernels} kernels x 2 x "
@@ -121,6 +136,8 @@ class OpticalConv(nn.Module):
             raise ValueError("PSFs are intensities: halves must be non-negative")
         self.fixed_halves = halves.detach().clone()
         self.weight.requires_grad_(False)
+        if haze is not None:
+            self.haze = float(haze)
 
     def readings(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C_in, H, W) scenes -> (B, C, 2, n, H, W) sensor-plane sub-images [colour, K⁺/K⁻, kernel]."""
@@ -131,18 +148,33 @@ class OpticalConv(nn.Module):
         weight = halves.permute(2, 1, 0, 3, 4).reshape(colours, 2 * n, 1, k, k)  # (C, 2*n, 1, k, k)
         # One conv per colour: a grouped conv gives the same numbers but its backward pass is ~5x
         # slower on CPU (benchmarks/README.md).
-        return torch.cat([correlate_same(x[:, c:c + 1], weight[c]) for c in range(colours)],
-                         dim=1).view(batch, colours, 2, n, height, width)
+        out = torch.cat([correlate_same(x[:, c:c + 1], weight[c]) for c in range(colours)],
+                        dim=1).view(batch, colours, 2, n, height, width)
+        if self.haze:  # a uniform kernel over every offset a sub-image pixel sees reads the whole scene
+            light = halves.sum((-1, -2)).permute(2, 1, 0)  # (C, 2, n)
+            out = out + (light * self._haze_scale(x)[:, :, None, None])[..., None, None]
+        return out
+
+    def _haze_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C) what one unit of kernel light adds to every pixel as haze: ``haze`` x scene sum /
+        (2H - 1)(2W - 1)."""
+        height, width = x.shape[-2:]
+        return self.haze * x.sum((-1, -2)) / ((2 * height - 1) * (2 * width - 1))
 
     def forward(self, images: torch.Tensor, *, generator: torch.Generator | None = None,
                 noise: bool = True) -> torch.Tensor:
         return self.camera(self.readings(images), generator=generator, noise=noise)  # (B, n, H, W)
 
     def patches(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Per colour, the (B, HW, k²) unfolded k x k patches of the scene the kernels see."""
+        """Per colour, the (B, HW, k²) unfolded k x k patches of the scene the kernels see; with a
+        haze, one more column (B, HW, k² + 1) holding what a unit of kernel light adds as haze."""
         x = match_colours(images, self.colours, self.channels).detach()  # (B, C, H, W)
         k = self.kernel_size
-        return [F.unfold(x[:, c:c + 1], k, padding=k // 2).transpose(1, 2) for c in range(self.colours)]
+        patches = [F.unfold(x[:, c:c + 1], k, padding=k // 2).transpose(1, 2) for c in range(self.colours)]
+        if not self.haze:
+            return patches
+        scale = self._haze_scale(x)  # (B, C)
+        return [torch.cat([p, scale[:, c, None, None].expand(-1, p.shape[1], 1)], 2) for c, p in enumerate(patches)]
 
     def weight_grads(self, patches: list[torch.Tensor], delta: torch.Tensor) -> torch.Tensor:
         """(B, n C k²) per-sample gradients of ``weight`` given the gradient ``delta`` (B, C, 2, n, H, W)
@@ -153,7 +185,10 @@ class OpticalConv(nn.Module):
         per_colour = []
         for c, patch in enumerate(patches):
             d = delta[:, c].reshape(batch, 2 * n, -1)  # (B, 2n, HW)
-            per_colour.append(torch.bmm(d, patch).view(batch, 2, n, k, k))
+            grad = torch.bmm(d, patch)  # (B, 2n, k² [+ 1])
+            if self.haze:  # every kernel pixel's light also reaches every pixel as haze
+                grad = grad[..., :-1] + grad[..., -1:]
+            per_colour.append(grad.view(batch, 2, n, k, k))
         halves = torch.stack(per_colour, 3)  # (B, 2, n, C, k, k)
         w = self.weight  # (n, C, k, k)
         grad = halves[:, 0] * (w >= 0) - halves[:, 1] * (w <= 0)  # (B, n, C, k, k)

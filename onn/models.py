@@ -59,7 +59,8 @@ class HybridONN(nn.Module):
             raise ValueError(f"image size {image_size} is not divisible by the coarsest group scale "
                              f"{2 ** (len(groups) - 1)}")
         self.optics = nn.ModuleList(OpticalConv(g, design.kernel_size, design.colours, design.sensor,
-                                                generator=generator, channels=design.image_channels) for g in groups)
+                                                generator=generator, channels=design.image_channels, haze=design.haze)
+                                    for g in groups)
         self.affine = nn.ModuleList(ChannelAffine(g) for g in groups)
         if design.backend == "mlp":
             if len(groups) != 1:

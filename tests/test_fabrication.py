@@ -338,3 +338,29 @@ def test_compensation_sees_a_tenth_of_the_training_split_and_no_test_data(traine
     assert len(subset) == result.n_samples == 120 == round(0.1 * len(data.train))
     assert torch.equal(compensation_subset(1200, 0.1, seed=3), compensation_subset(1200, 0.1, seed=3))
     assert not torch.equal(compensation_subset(1200, 0.1, seed=3), compensation_subset(1200, 0.1, seed=4))
+
+
+def test_table4_physical_curve_realises_retrains_on_validation_and_draws(data, monkeypatch):
+    """The Table 4 script's physical level end to end on a tiny system: realised full-frame, the
+    backend retrained on the realised optics with early stopping on validation (never test), one
+    width-error draw per point."""
+    import types
+
+    from explore.experiments import table4
+
+    stopped_on = []
+    real = table4.compensate
+    monkeypatch.setattr(table4, "compensate", lambda *a, **kw: stopped_on.append(kw["val"]) or real(*a, **kw))
+    design = TINY_OPTICS.with_(hidden=(16,))
+    model = build_hybrid(design, in_channels=1, image_size=16, n_outputs=10, seed=0)
+    settings = table4.Settings(("tiny",), 1.0, None, 1, 1.0, 5, 0.1, (0.0, 1.0), 10.0, 10.0, 3, 2, {}, 0.05, None, 0,
+                               imaging="frame")
+    teacher, _ = get_teacher("digits", log=None, epochs=2)
+    timing = {}
+    rows = table4.physical_curve("tiny", types.SimpleNamespace(design=design), data, teacher, model, data.test,
+                                 settings, "cpu", timing)
+    assert [(r["error"], r["scale"]) for r in rows] == [("width σ", 0.0), ("width σ", 1.0), ("width bias", 0.0),
+                                                         ("width bias", 1.0)]
+    assert all(r["draws"] == 1 and 0 <= r["mean_pct"] <= 100 for r in rows)
+    assert stopped_on == [data.val] and timing["design_s_per_step"] > 0
+    assert table4.comp_config(settings).steps == 5

@@ -124,12 +124,15 @@ def _models():
         "alexnet": (build_teacher("alexnet", dataclasses.replace(digits, channels=3)).eval(), colour, None),
         "hybrid": (build_hybrid(mono, in_channels=1, image_size=16, n_outputs=10), grey, None),
         "hybrid, frozen optics": (frozen, grey, None),
+        "hybrid with stray light": (build_hybrid(mono.with_(haze=1.5), in_channels=1, image_size=16, n_outputs=10),
+                                    grey, None),
         "segmentation": (HybridONN(seg, in_channels=3, image_size=16, n_outputs=1,  # no geometry check: kernels only
                                    generator=torch.Generator().manual_seed(0)), colour, 4),
     }
 
 
-@pytest.mark.parametrize("kind", ["mlp", "lenet", "alexnet", "hybrid", "hybrid, frozen optics", "segmentation"])
+@pytest.mark.parametrize("kind", ["mlp", "lenet", "alexnet", "hybrid", "hybrid, frozen optics", "hybrid with stray light",
+                                  "segmentation"])
 def test_layerwise_probe_ntk_equals_the_per_sample_vmap(kind):
     """`onn.ntk_probe` (one batched pass, the Gram per layer) against `per_sample_probe_ntk` (vmap
     over samples): the same Gram, the same cross-Gram, the same gradient for NTKD to train on."""

@@ -48,6 +48,32 @@ def test_frozen_halves_replace_the_kernels(generator):
         layer.freeze_to(-halves)
 
 
+@pytest.mark.parametrize("colours", [1, 3])
+def test_haze_is_a_uniform_kernel_over_the_sub_image(colours, generator):
+    """A layer with ``haze`` h reads what a full-frame layer reads whose effective kernels are its
+    own plus h times their light spread evenly over every (2I - 1)² scene offset."""
+    halves = torch.rand(3, 2, colours, 5, 5, generator=generator, dtype=torch.float64)
+    size, haze = 2 * 12 - 1, 2.5
+    pad = (size - 5) // 2
+    effective = F.pad(halves, (pad, pad, pad, pad)) + haze * halves.sum((-1, -2), keepdim=True) / size**2
+    hazy, frame = OpticalConv(3, 5, colours), OpticalConv(3, 5, colours)
+    hazy.freeze_to(halves, haze=haze)
+    frame.freeze_to(effective, haze=0.0)
+    scenes = torch.rand(4, colours, 12, 12, generator=generator, dtype=torch.float64)
+    assert torch.allclose(hazy.readings(scenes), frame.readings(scenes), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="haze"):
+        OpticalConv(3, 5, colours, haze=-0.1)
+
+
+def test_stray_ratio_counts_the_light_outside_the_kernel_window():
+    from onn.optics.frame import stray_ratio
+
+    effective = torch.zeros(2, 1, 9, 9, dtype=torch.float64)
+    effective[..., 3:6, 3:6] = 1.0  # 9 units in the 3 x 3 window
+    effective[0, 0, 0, 0], effective[1, 0, 8, 4] = 4.5, 18.0
+    assert torch.allclose(stray_ratio(effective, 3), torch.tensor([[0.5], [2.0]], dtype=torch.float64))
+
+
 def test_sensor_is_seeded_quantised_and_scale_free():
     irradiance = torch.rand(3, 4, 8, 8) * 5
     config = SensorConfig()

@@ -9,6 +9,7 @@ import yaml
 from explore.parameters import HARDWARE
 from explore.point import base_design, design_point
 from explore.spec import SpecError, load_spec, parse_spec, resume_changes
+from onn.optics.validity import min_mask_res
 
 SWEEPS = sorted(Path(__file__).parent.parent.glob("sweeps/*.yaml"))
 TINY_FILE = Path(__file__).parent.parent / "sweeps" / "tiny.yaml"
@@ -207,6 +208,21 @@ def test_the_aperture_sets_the_kernel_count_unless_the_sweep_fixes_it():
     assert (small.kernels(), large.kernels()) == (2, 18)  # 2x2 and 6x6 sub-optics
     fixed = design_point({"aperture_mm": 3.0, "n_kernels": 4}, base=base, training={}, seed=0).design
     assert fixed.kernels() == 4
+
+
+def test_haze_takes_a_ratio_or_the_fitted_value_at_the_final_geometry():
+    from explore.parameters import value_problems
+    from onn.optics.frame import fitted_haze
+
+    base = base_design(channels=1, task="classify")
+    design = design_point({"haze": "fitted", "n_kernels": 4, "suboptic_mm": 0.5, "oversampling": 1.5}, base=base,
+                          training={}, seed=0).design
+    oversampling = design.mask_res / min_mask_res(design.geometry())
+    assert 1.5 <= oversampling < 1.51 and design.haze == pytest.approx(fitted_haze(1, 0.5, oversampling))
+    assert design_point({"haze": 2}, base=base, training={}, seed=0).design.haze == 2.0
+    problems = dict(value_problems({"haze": "lots"}, {}))
+    assert "'fitted'" in problems["fixed.haze"] and not value_problems({"haze": "fitted"}, {})
+    assert "fixed.haze" in dict(value_problems({"haze": -1.0}, {}))
 
 
 @pytest.mark.parametrize("suboptic_mm", [0.35, 0.4, 0.5092404218303636, 0.6])  # 0.509...: rounded down, 3 kernels lost a row

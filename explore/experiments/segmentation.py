@@ -48,7 +48,7 @@ from onn.data.segment import NUCLEI_ROWS, nuclei_image
 from onn.design import PRESETS
 from onn.energy import hybrid_energy, network_energy
 from onn.fabrication import default_kernel_errors
-from onn.robustness import monte_carlo
+from onn.robustness import CompensationConfig, monte_carlo
 from onn.segmentation import mask_metrics, otsu_mask
 from onn.teachers import get_teacher
 from onn.train import TrainConfig, evaluate, fit
@@ -72,8 +72,7 @@ class Settings:
     backend_width: int
     teacher_epochs: float | None  # None: the teacher recipe (cached, shared with sweeps)
     draws: int
-    comp_epochs: float
-    comp_steps: int | None
+    comp_steps: int  # optimiser steps at most, stopped early on validation (onn.robustness.CompensationConfig)
     fraction: float
     ntk_beta: float = TrainConfig.ntk_beta
 
@@ -81,9 +80,8 @@ class Settings:
         return TrainConfig(method=method, epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
                            lr=self.lr, seed=seed, ntk_beta=self.ntk_beta, log_every_s=60)
 
-    def comp_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.comp_epochs, max_steps=self.comp_steps, batch_size=self.batch_size, lr=1e-3,
-                           log_every_s=60)
+    def comp_config(self) -> CompensationConfig:
+        return CompensationConfig(fraction=self.fraction, steps=self.comp_steps, batch_size=self.batch_size)
 
 
 def seg_design(backend_width: int):
@@ -156,8 +154,8 @@ def fabrication_rows(model, seed: int, data, teacher, s: Settings, device: str) 
             "fraction": s.fraction}
     rows = [{**base, "method": "ideal", "draw": -1, **_metric_row(evaluate(model, data.test, data.task, device=device))}]
     result = monte_carlo(model, errors, draws=s.draws, seed=seed, task=data.task, score_on={"test": data.test},
-                         compensations=("task", "ntkd"), train=data.train, teacher=teacher, fraction=s.fraction,
-                         config=s.comp_config(), device=device)
+                         compensations=("task", "ntkd"), train=data.train, val=data.val, teacher=teacher,
+                         compensation=s.comp_config(), base=s.train_config("ntkd", seed), device=device)
     for draw in result.draws:
         rows.append({**base, "method": COMPENSATION_LABELS["none"], "draw": draw.index, **_metric_row(draw.made["test"])})
         line = f"fabricated draw {draw.index}: as made mIoU {100 * draw.made['test']['miou']:.2f} %"
@@ -241,8 +239,8 @@ def fabrication_markdown(frame: pl.DataFrame, s: Settings) -> list[str]:
     row = frame.row(0, named=True)
     lines = ["", f"Fabrication (NTKD model, seed {row['seed']}): {s.draws} kernel-level draws at the SPEC §4 defaults "
                  f"(kernel noise {100 * row['kernel_sigma_rel']:.0f} % of max|k|, gain U[0.8, 1.2], shift U[±1] px per "
-                 f"sub-optic); compensation: backend only, {s.fraction:.0%} of the training split, {s.comp_epochs:g} "
-                 f"epochs{f' (capped at {s.comp_steps} steps)' if s.comp_steps else ''}, AdamW lr 1e-3.", "",
+                 f"sub-optic); compensation: backend only, {s.fraction:.0%} of the training split, at most "
+                 f"{s.comp_steps} AdamW steps (lr 1e-3), stopped early on validation seen through the same optics.", "",
              ]
     methods = ("ideal", *(COMPENSATION_LABELS[m] for m in ("none", "task", "ntkd")))
     rows = [[metric, *(mean_std(frame.filter(method=m)[column].to_list()) for m in methods)]
@@ -263,13 +261,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ntk-beta", type=float, default=TrainConfig.ntk_beta, help="weight of the NTK term")
     parser.add_argument("--teacher-epochs", type=float, default=None, help="default: the cached teacher recipe")
     parser.add_argument("--draws", type=int, default=3, help="fabrication draws (0: no fabrication section)")
-    parser.add_argument("--comp-epochs", type=float, default=5.0, help="fine-tuning epochs over the 10 %% subset")
+    parser.add_argument("--comp-steps", type=int, default=CompensationConfig.steps,
+                        help="fine-tuning: at most this many optimiser steps, stopped early on validation "
+                             f"(default {CompensationConfig.steps})")
     parser.add_argument("--fraction", type=float, default=0.10, help="fraction of the training split for fine-tuning")
     parser.add_argument("--quick", action="store_true", help="smoke run: one seed, a few steps, 1-2 minutes")
     add_run_arguments(parser, "results/segmentation")
     args = parse_and_start(parser, argv)
     settings = Settings(tuple(args.seeds), tuple(args.methods), args.epochs, None, args.batch_size, args.lr,
-                        args.backend_width, args.teacher_epochs, args.draws, args.comp_epochs, None, args.fraction,
+                        args.backend_width, args.teacher_epochs, args.draws, args.comp_steps, args.fraction,
                         args.ntk_beta)
     if args.quick:  # a short teacher of its own (cached separately), so a smoke run never waits for the real one
         settings = dataclasses.replace(settings, seeds=settings.seeds[:1], max_steps=20, draws=min(args.draws, 1),

@@ -41,7 +41,7 @@ from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
 from onn.fabrication import PhysicalErrors, default_kernel_errors, freeze_realised, realise_design
-from onn.robustness import MonteCarloResult, compensate, monte_carlo
+from onn.robustness import CompensationConfig, MonteCarloResult, compensate, monte_carlo
 from onn.train import TrainConfig, evaluate, fit, headline
 
 PAPER = {"mono": (89.2, 93.2, 95.1), "poly": (47.3, 70.4, 74.9)}  # no comp. / task / NTKD, fabricated
@@ -56,8 +56,7 @@ class Settings:
     train_steps: int | None  # cap on training steps (quick runs)
     draws: int
     magnitude: float
-    comp_epochs: float
-    comp_steps: int | None
+    comp_steps: int  # optimiser steps at most, stopped early on validation (onn.robustness.CompensationConfig)
     fraction: float
     scales: tuple[float, ...]
     width_sigma_nm: float
@@ -100,8 +99,14 @@ def scored_split(test: TensorDataset, limit: int | None, seed: int) -> TensorDat
     return TensorDataset(*(t[index] for t in test.tensors))
 
 
-def comp_config(s: Settings) -> TrainConfig:
-    return TrainConfig(epochs=s.comp_epochs, max_steps=s.comp_steps, lr=1e-3, log_every_s=60)
+def comp_config(s: Settings) -> CompensationConfig:
+    """Fine-tuning of a fabricated backend: at most ``comp_steps`` steps on ``fraction`` of the
+    training split, stopped on validation seen through the same optics (never on test)."""
+    return CompensationConfig(fraction=s.fraction, steps=s.comp_steps)
+
+
+def _epoch_steps(epochs: float, n: int, batch_size: int = CompensationConfig.batch_size) -> int:
+    return max(1, math.ceil(epochs * math.ceil(n / batch_size)))
 
 
 def run_table(s: Settings, out: Path, device: str, timings: dict) -> pl.DataFrame:
@@ -115,8 +120,8 @@ def run_table(s: Settings, out: Path, device: str, timings: dict) -> pl.DataFram
                     chromatic_blur_px=errors.chromatic_blur_px, fraction=s.fraction, n_test=len(test))
         table.add({**base, "draw": -1, "method": "ideal", "test_accuracy_pct": 100 * ideal, "steps": 0})
         result = monte_carlo(model, errors, draws=s.draws, seed=s.seed, task=data.task, score_on={"test": test},
-                             compensations=("task", "ntkd"), train=data.train, teacher=teacher, fraction=s.fraction,
-                             config=comp_config(s), device=device)
+                             compensations=("task", "ntkd"), train=data.train, val=data.val, teacher=teacher,
+                             compensation=comp_config(s), base=TrainConfig(method="ntkd", seed=s.seed), device=device)
         for draw in result.draws:
             table.add({**base, "draw": draw.index, "method": COMPENSATION_LABELS["none"],
                        "test_accuracy_pct": 100 * headline(draw.made["test"]), "steps": 0})
@@ -135,8 +140,8 @@ def run_table(s: Settings, out: Path, device: str, timings: dict) -> pl.DataFram
 def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> str:
     lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall on this machine)", "",
              f"Model: NTKD, {s.epochs:g} epochs{f' (capped at {s.train_steps} steps)' if s.train_steps else ''}. "
-             f"Compensation: backend only, {s.fraction:.0%} of the training split, {s.comp_epochs:g} epochs"
-             f"{f' (capped at {s.comp_steps} steps)' if s.comp_steps else ''}, AdamW lr 1e-3. "
+             f"Compensation: backend only, {s.fraction:.0%} of the training split, at most {s.comp_steps} AdamW steps "
+             f"(lr 1e-3), stopped early on validation seen through the same fabricated optics. "
              f"{s.draws} kernel-level fabrication draws per system (seed {s.seed}).", ""]
     for name, group in frame.group_by("system", maintain_order=True):
         row = group.row(0, named=True)
@@ -213,9 +218,10 @@ def physical_curve(name, system, data, teacher, model, test, s: Settings, device
     timing["padded_res"] = design.geometry().padded_res
     realised = freeze_realised(model, realisation, chunk=s.design_chunk)
     as_designed = headline(evaluate(realised, test, data.task, device=device))
-    if s.retrain_epochs > 0:
-        compensate(realised, data.train, data.task, teacher=teacher, method="ntkd", fraction=1.0,
-                   config=dataclasses.replace(comp_config(s), epochs=s.retrain_epochs), seed=s.seed, device=device)
+    if s.retrain_epochs > 0:  # the whole training split, stopped on validation through the realised optics
+        retrain = CompensationConfig(fraction=1.0, steps=_epoch_steps(s.retrain_epochs, len(data.train)), eval_every=50)
+        compensate(realised, data.train, data.task, teacher=teacher, method="ntkd", config=retrain, val=data.val,
+                   base=TrainConfig(method="ntkd", seed=s.seed), seed=s.seed, device=device)
     ideal = headline(evaluate(realised, test, data.task, device=device))
     kernel_error = realisation.mean("kernel_error")
     print(f"{name} realised at mask_res {design.mask_res}: kernel error {kernel_error:.3f}, accuracy "
@@ -321,10 +327,10 @@ def estimate_full(timings: dict, measured: Settings, full: Settings, sweep: bool
     for name, t in timings.items():
         system = SYSTEMS[name]
         data = load_dataset(system.dataset)
-        steps = lambda epochs, n: math.ceil(epochs * math.ceil(n / 128))
+        steps = _epoch_steps
         eval_s = t["eval_s_per_image"] * (len(data.test) if full.test_limit is None else full.test_limit)
         train = t["train_s_per_step"] * steps(full.epochs, len(data.train))
-        comp_steps = steps(full.comp_epochs, round(full.fraction * len(data.train)))
+        comp_steps = full.comp_steps
         total = train
         if not sweep:
             comp = sum(t.get(f"comp_s_per_step_{m}", 0.0) for m in ("task", "ntkd")) * comp_steps
@@ -348,7 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=float, default=6.0, help="NTKD training epochs (default 6)")
     parser.add_argument("--draws", type=int, default=5, help="fabrication draws per point (>= 3 for a spread)")
     parser.add_argument("--magnitude", type=float, default=1.0, help="table mode: x the SPEC §4 default errors")
-    parser.add_argument("--comp-epochs", type=float, default=3.0, help="fine-tuning epochs over the 10 %% subset")
+    parser.add_argument("--comp-steps", type=int, default=CompensationConfig.steps,
+                        help="fine-tuning: at most this many optimiser steps, stopped early on validation "
+                             f"(default {CompensationConfig.steps})")
     parser.add_argument("--fraction", type=float, default=0.10, help="fraction of the training split for fine-tuning")
     parser.add_argument("--sweep-magnitude", action="store_true", help="accuracy vs error magnitude curves + chart")
     parser.add_argument("--scales", nargs="+", type=float, default=[0.0, 0.5, 1.0, 2.0, 4.0])
@@ -360,7 +368,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mask-res", nargs="*", default=[], metavar="SYSTEM=RES",
                         help="override a preset's mask_res, e.g. mono=152 poly=224 (the smallest valid)")
     parser.add_argument("--retrain-epochs", type=float, default=1.0,
-                        help="NTKD epochs retraining the backend on the realised PSFs (0: none)")
+                        help="NTKD epochs retraining the backend on the realised PSFs, stopped early on "
+                             "validation (0: none)")
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test images only")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets everywhere, minutes")
     parser.add_argument("--terms", action="store_true",
@@ -378,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         mask_res = {k: int(v) for k, v in (item.split("=") for item in args.mask_res)}
     except ValueError:
         parser.error(f"--mask-res takes SYSTEM=RES pairs like mono=152, got {args.mask_res}")
-    full = Settings(tuple(args.systems), args.epochs, None, args.draws, args.magnitude, args.comp_epochs, None,
+    full = Settings(tuple(args.systems), args.epochs, None, args.draws, args.magnitude, args.comp_steps,
                     args.fraction, tuple(args.scales), args.width_sigma_nm, args.width_bias_nm, args.design_steps, args.design_chunk,
                     mask_res, args.retrain_epochs, args.test_limit, args.seed, args.imaging)
     settings = full

@@ -275,6 +275,33 @@ def light_budget(widths_um: torch.Tensor, geometry: OpticalGeometry, frame: Fram
     return LightBudget(**{t: torch.stack(v) for t, v in terms.items()})
 
 
+def stray_ratio(halves: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """(..., S, S) effective kernels (`frame_halves`) -> (...) the light outside the central
+    ``kernel_size`` window as a ratio to the light inside it: the kernel-level model's ``haze``
+    (`onn.layers.OpticalConv`) that puts the same stray light in each sub-image."""
+    size = halves.shape[-1]
+    lo = (size - kernel_size) // 2
+    window = halves[..., lo:lo + kernel_size, lo:lo + kernel_size].sum((-1, -2))
+    return (halves.sum((-1, -2)) - window) / window
+
+
+# The stray ratio of inverse-designed sub-optics, fitted as a (suboptic_mm / 0.4)^b oversampling^c
+# (benchmarks/light_budget.py --parts haze: two random signed 7x7 kernels on a 2 x 2 array, 60 design
+# steps, sub-optics 0.3-0.5 mm, oversampling 1-2, 532 nm and 635/532/450 nm, 2.4 mm to the sensor,
+# 28 x 28 / 32 x 32 sub-images). Outside that range it extrapolates.
+HAZE_FIT = {"a_mono": 3.192, "a_rgb": 6.964, "b": -1.267, "c": 0.445}  # within ±15 % of every fitted design
+
+
+def fitted_haze(colours: int, suboptic_mm: float, oversampling: float) -> float:
+    """The kernel-level ``haze`` that matches what the full-frame model measures on average for a
+    geometry (`HAZE_FIT`): one colour uses the 532 nm fit, more colours the RGB fit. A design's own
+    ratio varies about it (benchmarks/README.md, "Where the light goes")."""
+    if not (suboptic_mm > 0 and oversampling > 0):
+        raise ValueError(f"need suboptic_mm > 0 and oversampling > 0, got {suboptic_mm}, {oversampling}")
+    a = HAZE_FIT["a_mono"] if colours == 1 else HAZE_FIT["a_rgb"]
+    return a * (suboptic_mm / 0.4) ** HAZE_FIT["b"] * oversampling ** HAZE_FIT["c"]
+
+
 def coherent_frame_intensity(widths_um: torch.Tensor, geometry: OpticalGeometry, frame: Frame, *,
                              pad: float = 2.0, phase_levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Brute force on one grid: every used sub-optic placed at its position in one aperture-wide
