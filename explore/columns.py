@@ -92,6 +92,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("colours", pl.Int64, "camera colours (wavelengths)"),
     Column("n_suboptics", pl.Int64, "sub-optics the layout holds"),
     Column("pitch_um", pl.Float64, "design-sample pitch of the metasurface", unit="µm"),
+    Column("haze", pl.Float64, "stray-light ratio of the kernel-level model the design was trained and estimated "
+           "with (0: all light in the kernel window; parameter haze)"),
     Column("hidden", pl.String, "hidden widths of the digital backend"),
     Column("n_params", pl.Int64, "parameters of the hybrid model", objective="min"),
     # before training
@@ -141,7 +143,7 @@ COLUMNS: tuple[Column, ...] = (
 )
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 # Known before a design is trained (validity and estimate stages): what screening may rank by.
-BEFORE_TRAINING = ("n_kernels", "colours", "n_suboptics", "pitch_um", "n_params", "est_accuracy",
+BEFORE_TRAINING = ("n_kernels", "colours", "n_suboptics", "pitch_um", "haze", "n_params", "est_accuracy",
                    *(c.name for c in COLUMNS if c.name.startswith("energy_")), "macs", "pixels_read")
 SCHEMA: dict[str, pl.DataType] = {c.name: c.dtype for c in COLUMNS}
 OBJECTIVES: dict[str, Column] = {c.name: c for c in COLUMNS if c.selectable}

@@ -47,7 +47,7 @@ def outcome_metrics(outcome: TrialOutcome) -> dict[str, Any]:
     row["cpu_estimate_s"] = outcome.cpu_seconds.get("estimate")
     if (d := outcome.described) is not None:
         row.update(n_kernels=d.n_kernels, colours=d.colours, n_suboptics=d.n_suboptics, pitch_um=d.pitch_um,
-                   hidden="x".join(map(str, d.hidden)), n_params=d.n_params)
+                   hidden="x".join(map(str, d.hidden)), n_params=d.n_params, haze=d.haze)
     if (e := outcome.estimated) is not None:
         energy = e.energy
         row.update(est_accuracy=e.accuracy.design, energy_pj=energy.total_pj, energy_capture_pj=energy.capture_pj,

@@ -51,6 +51,7 @@ class Described:
     pitch_um: float
     hidden: tuple[int, ...]
     n_params: int
+    haze: float  # the kernel-level stray-light ratio the design was trained with
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def run_trial(point: DesignPoint, ctx: TrialContext, *, trial_index: int = 0,
 
 def describe(design: Design, model: HybridONN) -> Described:
     return Described(design.kernels(), design.colours, design.layout().n_suboptics, design.geometry().pitch_m * 1e6,
-                     design.hidden, sum(p.numel() for p in model.parameters()))
+                     design.hidden, sum(p.numel() for p in model.parameters()), design.haze)
 
 
 def estimate(design: Design, model: HybridONN, ctx: TrialContext) -> Estimated:
