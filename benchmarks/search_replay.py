@@ -373,10 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         runs[strategy.name] = [Replay(table, spec, strategy, seed, gate=gate, cap_cpu=args.cap * table.train_all_cpu,
                                       max_asks=max_asks).play() for seed in range(args.seeds)]
-        needed = np.median([r.cpu_to(args.target) for r in runs[strategy.name]])
+        needed = np.percentile([r.cpu_to(args.target) for r in runs[strategy.name]], 50, method="inverted_cdf")
         print(f"{strategy.name:28s} median CPU to {args.target:.0%}: {needed / 3600:6.2f} h "
               f"({time.perf_counter() - start:.0f} s to replay {args.seeds} seeds)", flush=True)
     summary = summarise(table, runs, args.target)
+    (args.out / "figures").mkdir(parents=True, exist_ok=True)
     write_markdown(summary, table, rho, args, args.out / "search_replay.md")
     grid = np.linspace(0, args.cap * table.train_all_cpu, 120)
     chart(curves(runs, grid), args.target, args.out / "figures" / "search_replay.png")
