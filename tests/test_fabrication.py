@@ -15,7 +15,7 @@ from onn.design import Design
 from dataclasses import replace
 
 from onn.fabrication import (NO_KERNEL_ERRORS, NO_PHYSICAL_ERRORS, REALISED_KERNEL_ERROR, KernelErrors, PhysicalErrors,
-                             Realisation,
+                             Realisation, model_frames,
                              default_kernel_errors, fabricate, fabricate_physical, freeze_realised, perturb_halves,
                              perturb_widths, physical_halves, realise, realise_design, shift_bilinear)
 from onn.models import build_hybrid
@@ -364,3 +364,13 @@ def test_table4_physical_curve_realises_retrains_on_validation_and_draws(data, m
     assert all(r["draws"] == 1 and 0 <= r["mean_pct"] <= 100 for r in rows)
     assert stopped_on == [data.val] and timing["design_s_per_step"] > 0
     assert table4.comp_config(settings).steps == 5
+
+
+def test_full_frame_halves_carry_the_stray_light_so_the_kernel_level_haze_is_dropped():
+    model = build_hybrid(TINY_OPTICS.with_(hidden=(16,), haze=2.0), in_channels=1, image_size=16, n_outputs=10, seed=0)
+    assert model.optics[0].haze == 2.0
+    window = realise_design(model, steps=2, chunk=2, generator=torch.Generator().manual_seed(0))
+    frame = Realisation(window.designs, window.geometries, model_frames(model))
+    assert freeze_realised(model, window).optics[0].haze == 2.0  # the window model keeps the kernel-level haze
+    made = freeze_realised(model, frame).optics[0]
+    assert made.haze == 0.0 and made.halves().shape[-1] == 2 * 16 - 1 and model.optics[0].haze == 2.0
