@@ -109,6 +109,8 @@ def export_table(folder: Path, out: Path = TABLE) -> None:
     from explore.analysis import load
 
     rows = load(folder).rows
+    if "reuses_trial" in rows.columns:  # a twin's row repeats an earlier trial's result at no cost
+        rows = rows.filter(pl.col("reuses_trial").is_null())
     params = [c for c in rows.columns if c.startswith("param.") and rows[c].n_unique() > 1]
     kept = rows.select(*params, *[c for c in KEPT if c in rows.columns]).sort("trial_index")
     duplicates = len(kept) - kept.select(params).n_unique()

@@ -13,6 +13,7 @@ is told its result; then Tune runs exactly the trials still missing from the bud
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -87,13 +88,57 @@ def optuna_sampler(spec: SweepSpec, resumed_trials: int = 0):
     match search.sampler:
         case "random":
             return optuna.samplers.RandomSampler(seed=seed)
-        case "grid":
-            return optuna.samplers.GridSampler(grid_space(spec), seed=seed)
+        case "grid":  # its order is the sweep's seed's on every resume: it never repeats a point
+            return DesignGrid(grid_space(spec), seed=spec.seed)
         case "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=search.startup_trials)
         case "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, search.startup_trials))
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
+
+
+class DesignGrid(optuna.samplers.BaseSampler):
+    """Every point of a discrete grid once, in an order shuffled by ``seed``.
+
+    A point is taken once any trial of the study has its parameters (finished, running, or
+    interrupted and waiting to be rerun). Optuna's `GridSampler` instead numbers its points in a
+    seeded shuffle and records the number: a resume that seeds it differently, or a study rebuilt
+    from rows, maps those numbers to other points, and the grid repeats some designs and never
+    reaches others (a table sweep did: 6 of its first 35 trials were repeats). Once every point is
+    taken, a taken one is proposed again (the design cache then reuses its row)."""
+
+    def __init__(self, grid: dict[str, list], seed: int = 0):
+        self._names = list(grid)
+        self._points = [dict(zip(self._names, values)) for values in itertools.product(*grid.values())]
+        np.random.default_rng(seed).shuffle(self._points)
+        self._rng = np.random.default_rng(seed + 1)
+
+    @property
+    def points(self) -> list[dict]:
+        return list(self._points)
+
+    def _key(self, params: dict) -> tuple:
+        return tuple(params.get(name) for name in self._names)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        taken = {self._key(t.params) for t in study.get_trials(deepcopy=False) if t.params}
+        taken |= {self._key(t.system_attrs["design_grid"]) for t in study.get_trials(deepcopy=False)
+                  if "design_grid" in t.system_attrs}
+        free = [p for p in self._points if self._key(p) not in taken]
+        point = free[0] if free else self._points[int(self._rng.integers(len(self._points)))]
+        study._storage.set_trial_system_attr(trial._trial_id, "design_grid", point)
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        point = trial.system_attrs["design_grid"]
+        if param_name not in point:
+            raise ValueError(f"parameter {param_name!r} is not on the grid ({', '.join(self._names)})")
+        return point[param_name]
 
 
 def grid_space(spec: SweepSpec) -> dict[str, list]:

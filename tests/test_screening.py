@@ -87,3 +87,34 @@ def test_the_replay_charges_what_it_trains_and_reaches_a_synthetic_front(tmp_pat
     text = (tmp_path / "out" / "search_replay.md").read_text()
     assert "| random |" in text and "| tpe+screen4-est |" in text
     assert (tmp_path / "out" / "figures" / "search_replay.png").stat().st_size > 0
+
+
+def test_the_design_grid_visits_every_point_once_across_resumes():
+    """`sampler: grid` proposes every grid point once even when the sweep is resumed (a fresh sampler,
+    seeded differently for the other samplers) with trials finished, failed and still running."""
+    import optuna
+
+    from explore.driver import optuna_sampler
+    from explore.spec import parse_spec
+
+    spec = parse_spec({"name": "g", "task": {"dataset": "digits"}, "search": {"sampler": "grid"},
+                       "space": {"n_kernels": {"type": "choice", "values": [2, 4, 8]},
+                                 "backend_depth": {"type": "int", "low": 1, "high": 3},
+                                 "oversampling": {"type": "choice", "values": [1.0, 1.5]}},
+                       "objectives": [{"metric": "accuracy_compensated_val", "direction": "max"}],
+                       "budget": {"trials": 18}})
+    space = {name: domain.distribution() for name, domain in spec.space.items()}
+    storage = optuna.storages.InMemoryStorage()
+    seen = []
+    for run, asks in enumerate((7, 5, 8)):  # three runs of the sweep, each with a new sampler
+        study = optuna.create_study(storage=storage, study_name="g", load_if_exists=True,
+                                    sampler=optuna_sampler(spec, resumed_trials=len(seen)))
+        for i in range(asks):
+            trial = study.ask(fixed_distributions=space)
+            seen.append(tuple(sorted(trial.params.items())))
+            if i % 3 == 0:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            elif i % 3 == 1:
+                study.tell(trial, 0.5)  # the third stays running, as an interrupted trial does
+    assert len(seen) == 20 and len(set(seen[:18])) == 18  # the grid holds 18 points: each once, then repeats
+    assert set(seen[18:]) <= set(seen[:18])
