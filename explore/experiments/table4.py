@@ -281,10 +281,12 @@ def sweep_chart(frame: pl.DataFrame, path: Path) -> None:
 
 def sweep_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> str:
     lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall on this machine)", "",
-             f"{s.draws} draws per point, seed {s.seed}. Kernel level: scale x SPEC §4 defaults (gain U[0.8, 1.2], "
-             f"shift ±1 px, kernel noise 10 % mono / 20 % RGB). Physical: pillar-width σ, no misalignment, on the "
-             f"inverse-designed system ({s.design_steps} design steps) after backend retraining: random width σ per "
-             f"design sample, or a systematic width bias on every pillar.", "",
+             f"{s.draws} draws per point, seed {s.seed}. Kernel level: scale x the calibrated kernel-level errors "
+             f"(`onn.fabrication.default_kernel_errors`: gain U[0.8, 1.2] per signed kernel with ±2 % per half, "
+             f"shift ±0.25 kernel px, a smooth distortion of 5 % (mono) / 15 % (RGB) signed-kernel error). Physical: "
+             f"pillar-width error, no misalignment, on the inverse-designed system ({s.design_steps} design steps) "
+             f"after backend retraining, imaged {'full-frame (onn.optics.frame)' if s.imaging == 'frame' else 'in the kernel-window model'}: "
+             f"random width σ per design sample, or a systematic width bias on every pillar.", "",
              "| system | level | error | magnitude | ideal % | mean ± std % | p5 % | drop (pp) |",
              "|---|---|---|---|---|---|---|---|"]
     for row in frame.iter_rows(named=True):
