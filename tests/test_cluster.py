@@ -164,7 +164,15 @@ def test_ray_job_submit_runs_the_sweep_on_the_cluster(cluster_with_jobs, tmp_pat
     command = [RAY, "job", "submit", "--address", cluster_with_jobs["dashboard"], "--runtime-env-json", job_env, "--",
                sys.executable, "-m", "explore.sweep", str(ROOT / "sweeps" / "tiny.yaml"), f"output={tmp_path}",
                "budget.trials=2", "--no-report"]
-    done = subprocess.run(command, cwd=ROOT, env=cluster_with_jobs["env"], capture_output=True, text=True, timeout=1800)
+    # A freshly started head's job agent registers with its dashboard a while after `ray start` returns
+    # (minutes on a loaded machine); until then a submission is refused and nothing runs: try again.
+    deadline = time.time() + 600
+    while True:
+        done = subprocess.run(command, cwd=ROOT, env=cluster_with_jobs["env"], capture_output=True, text=True,
+                              timeout=1800)
+        if "No available agent to submit job" not in done.stdout + done.stderr or time.time() > deadline:
+            break
+        time.sleep(5)
     assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
     frame = rows(tmp_path, "budget.trials=2")
     assert len(frame) == 2 and frame["trial_id"].n_unique() == 2
