@@ -262,7 +262,7 @@ def sweep_chart(frame: pl.DataFrame, path: Path) -> None:
 
     data = frame.with_columns(lo=pl.col("mean_pct") - pl.col("std_pct"), hi=pl.col("mean_pct") + pl.col("std_pct"))
     panels = []
-    for level, title in (("kernel", "kernel-level errors (x SPEC §4 defaults)"),
+    for level, title in (("kernel", "kernel-level errors (x the calibrated defaults)"),
                          ("physical", "pillar-width error (nm), realised system: dashed random σ, solid systematic bias")):
         part = data.filter(pl.col("level") == level).to_pandas()
         if not len(part):
