@@ -237,9 +237,9 @@ def verdict(hybrids: pl.DataFrame, otsu: dict) -> list[str]:
 
 def fabrication_markdown(frame: pl.DataFrame, s: Settings) -> list[str]:
     row = frame.row(0, named=True)
-    lines = ["", f"Fabrication (NTKD model, seed {row['seed']}): {s.draws} kernel-level draws at the SPEC §4 defaults "
-                 f"(kernel noise {100 * row['kernel_sigma_rel']:.0f} % of max|k|, gain U[0.8, 1.2], shift U[±1] px per "
-                 f"sub-optic); compensation: backend only, {s.fraction:.0%} of the training split, at most "
+    lines = ["", f"Fabrication (NTKD model, seed {row['seed']}): {s.draws} kernel-level draws at the calibrated "
+                 f"defaults (`onn.fabrication.default_kernel_errors`: gain U[0.8, 1.2] per signed kernel, ±0.25 px "
+                 f"shift, smooth distortion; kernel noise {100 * row['kernel_sigma_rel']:.0f} % of max|k|); compensation: backend only, {s.fraction:.0%} of the training split, at most "
                  f"{s.comp_steps} AdamW steps (lr 1e-3), stopped early on validation seen through the same optics.", "",
              ]
     methods = ("ideal", *(COMPENSATION_LABELS[m] for m in ("none", "task", "ntkd")))

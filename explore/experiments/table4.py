@@ -116,7 +116,8 @@ def run_table(s: Settings, out: Path, device: str, timings: dict) -> pl.DataFram
         errors = default_kernel_errors(system.design.colours).scaled(s.magnitude)
         ideal = headline(evaluate(model, test, data.task, device=device))
         base = dict(system=name, dataset=data.name, gain_low=errors.gain_range[0], gain_high=errors.gain_range[1],
-                    shift_px=errors.shift_px, kernel_sigma_rel=errors.kernel_sigma_rel,
+                    shift_px=errors.shift_px, kernel_sigma_rel=errors.kernel_sigma_rel, gain_shared=errors.gain_shared,
+                    gain_residual=errors.gain_residual, distortion_rel=errors.distortion_rel,
                     chromatic_blur_px=errors.chromatic_blur_px, fraction=s.fraction, n_test=len(test))
         table.add({**base, "draw": -1, "method": "ideal", "test_accuracy_pct": 100 * ideal, "steps": 0})
         result = monte_carlo(model, errors, draws=s.draws, seed=s.seed, task=data.task, score_on={"test": test},
@@ -145,8 +146,11 @@ def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
              f"{s.draws} kernel-level fabrication draws per system (seed {s.seed}).", ""]
     for name, group in frame.group_by("system", maintain_order=True):
         row = group.row(0, named=True)
-        lines.append(f"- {name[0]} errors: gain U[{row['gain_low']:.2f}, {row['gain_high']:.2f}] per sub-optic, shift "
-                     f"U[±{row['shift_px']:.2f}] kernel px per sub-optic, kernel noise σ = "
+        gain = (f"per signed kernel with ±{100 * row['gain_residual']:.0f} % per half" if row["gain_shared"]
+                else "per sub-optic")
+        lines.append(f"- {name[0]} errors: gain U[{row['gain_low']:.2f}, {row['gain_high']:.2f}] {gain}, shift "
+                     f"U[±{row['shift_px']:.2f}] kernel px per sub-optic, smooth distortion "
+                     f"{100 * row['distortion_rel']:.0f} % signed-kernel error, kernel noise σ = "
                      f"{100 * row['kernel_sigma_rel']:.0f} % of max|k|, chromatic blur {row['chromatic_blur_px']:.2f} px "
                      f"(R, B); scored on {row['n_test']} test images")
     methods = ["ideal", *(COMPENSATION_LABELS[m] for m in ("none", "task", "ntkd"))]
