@@ -154,7 +154,7 @@ def part_haze(steps: int) -> None:
         for suboptic_mm in (0.3, 0.4, 0.5):
             for oversampling in (1.0, 1.5, 2.0):
                 widths, geometry, frame, _ = designed(colours, suboptic_mm, oversampling, steps=steps)
-                maps = widths.view(2, 2, *widths.shape[-2:])
+                maps = widths.view(2, 2, *widths.shape[-2:])  # (4, N, N) -> (kernel, K⁺/K⁻, N, N)
                 effective = frame_halves(maps, torch.ones(2, 2, len(geometry.wavelengths_m)), geometry, frame)
                 window = psf_to_kernel(integrate_to_kernel(sensor_intensity(maps, geometry), geometry))
                 readings = layer(effective, 0.0).readings(scenes[colours])

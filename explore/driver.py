@@ -113,17 +113,13 @@ class DesignGrid(optuna.samplers.BaseSampler):
         np.random.default_rng(seed).shuffle(self._points)
         self._rng = np.random.default_rng(seed + 1)
 
-    @property
-    def points(self) -> list[dict]:
-        return list(self._points)
-
     def _key(self, params: dict) -> tuple:
         return tuple(params.get(name) for name in self._names)
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        taken = {self._key(t.params) for t in study.get_trials(deepcopy=False) if t.params}
-        taken |= {self._key(t.system_attrs["design_grid"]) for t in study.get_trials(deepcopy=False)
-                  if "design_grid" in t.system_attrs}
+        trials = study.get_trials(deepcopy=False)
+        taken = {self._key(t.params) for t in trials if t.params}
+        taken |= {self._key(t.system_attrs["design_grid"]) for t in trials if "design_grid" in t.system_attrs}
         free = [p for p in self._points if self._key(p) not in taken]
         point = free[0] if free else self._points[int(self._rng.integers(len(self._points)))]
         study._storage.set_trial_system_attr(trial._trial_id, "design_grid", point)
