@@ -29,6 +29,11 @@ front), has spent ``--cap`` times the CPU of training every design, or has asked
 proposals. Stopping at the target keeps the Gaussian-process runs affordable (an ask costs more with
 every trial told); the curves are then exact up to the target and lower bounds above it.
 
+A live sweep over the same space (``python -m explore.sweep benchmarks/sweeps/table.yaml
+search.sampler=... name=...``) is scored on the same scale with ``--live FOLDER...``: its
+hypervolume against the CPU its rows record, from its own measured accuracies and from the table's
+values of the designs it trained (the second separates the search from training noise).
+
 Writes ``benchmarks/search_replay.md`` (the table of figures) and ``benchmarks/figures/search_replay.png``
 (median and interquartile hypervolume against CPU per sampler).
 """
@@ -296,6 +301,29 @@ class Replay:
         return self.run
 
 
+def score_live(folder: Path, table: Table, target: float) -> dict:
+    """A live sweep of the table's space on the replay's scale: CPU to the target hypervolume fraction,
+    from the sweep's own accuracies and from the table's values of the designs it trained."""
+    from explore.analysis import load
+
+    rows = load(folder).rows.sort("finished_unix_s")
+    cpu = np.cumsum(rows["cpu_s"].fill_null(0.0).to_numpy())
+    trained = rows["status"].eq("complete") & rows["reuses_trial"].is_null() if "reuses_trial" in rows.columns \
+        else rows["status"].eq("complete")
+    own, keys, hv_own, hv_table = [], [], [], []
+    for row, is_trained in zip(rows.iter_rows(named=True), trained):
+        if is_trained:
+            own.append((row[ACCURACY], row[ENERGY]))
+            keys.append(table.key({p: row[f"param.{p}"] for p in table.params}))
+        values = np.array(own).reshape(-1, 2)
+        hv_own.append(hypervolume(values, DIRECTIONS, table.reference) / table.full if len(values) else 0.0)
+        hv_table.append(table.hv(keys))
+    own_run, table_run = Run(list(cpu), hv_own), Run(list(cpu), hv_table)
+    return {"sweep": folder.name, "rows": len(rows), "trained": int(trained.sum()), "cpu_h": cpu[-1] / 3600,
+            "hv_own": hv_own[-1], "hv_table": hv_table[-1], "cpu_to_target_own_h": own_run.cpu_to(target) / 3600,
+            "cpu_to_target_table_h": table_run.cpu_to(target) / 3600}
+
+
 # --- many seeds, figures, chart ----------------------------------------------------------------
 
 STRATEGIES = [Strategy(sampler, mode, k, tell)
@@ -384,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--export", type=Path, help="write the table from a built table sweep's folder and exit")
     parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--live", type=Path, nargs="+", help="score live sweeps of the table's space and exit")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--only", nargs="*", help="strategy names to run (default: all)")
     parser.add_argument("--gate", type=float, nargs=2, default=(0.80, 0.02), metavar=("MIN_ACCURACY", "MARGIN"),
@@ -405,6 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     rho, rho_text = spearman(np.array([e.estimate for e in complete]), np.array([e.accuracy for e in complete]))
     print(f"table: {len(table.entries)} designs ({len(complete)} complete), true front {len(table.front)} designs, "
           f"training them all: {table.train_all_cpu / 3600:.2f} CPU h; estimator vs trained: {rho_text}", flush=True)
+    if args.live:
+        scores = pl.DataFrame([score_live(folder, table, args.target) for folder in args.live])
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200):
+            print(scores)
+        return 0
     max_asks = args.max_asks or 3 * len(table.entries)
     gate = Gate(enabled=True, min_accuracy=args.gate[0], dominated_margin=args.gate[1])
     strategies = [s for s in STRATEGIES if not args.only or s.name in args.only]
