@@ -391,7 +391,7 @@ def curves(runs: dict[str, list[Run]], grid: np.ndarray) -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def chart(data: pl.DataFrame, target: float, path: Path) -> None:
+def chart(data: pl.DataFrame, target: float, path: Path, *, to_front: bool = False) -> None:
     import altair as alt
 
     data = data.with_columns(sampler=pl.col("strategy").str.split("+").list.first(),
@@ -405,7 +405,8 @@ def chart(data: pl.DataFrame, target: float, path: Path) -> None:
                                                                    color=alt.value("black"))
     layered = alt.layer(band, line, rule, data=data.to_pandas()).properties(width=260, height=190)
     layered.facet(facet=alt.Facet("sampler:N", title=None), columns=2).properties(
-        title="Median and interquartile hypervolume against CPU, replayed on the table").save(path, scale_factor=2)
+        title="Median and interquartile hypervolume against CPU, replayed on the table"
+              + ("" if to_front else f" (runs end at {target:.0%}: exact up to it)")).save(path, scale_factor=2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "figures").mkdir(parents=True, exist_ok=True)
     write_markdown(summary, runs, table, rho, args, args.out / "search_replay.md")
     grid = np.linspace(0, args.cap * table.train_all_cpu, 120)
-    chart(curves(runs, grid), args.target, args.out / "figures" / "search_replay.png")
+    chart(curves(runs, grid), args.target, args.out / "figures" / "search_replay.png", to_front=args.to_front)
     print(f"wrote {args.out / 'search_replay.md'} and {args.out / 'figures' / 'search_replay.png'}")
     return 0
 
