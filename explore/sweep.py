@@ -35,8 +35,11 @@ def planned(spec: SweepSpec) -> str:
     if spec.fixed:
         lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in spec.fixed.items()))
     search = spec.search
-    lines.append(f"search: {search.sampler}" + (f" ({search.startup_trials} random start-up trials)"
-                                                if search.sampler == "tpe" else ""))
+    lines.append(f"search: {search.sampler}"
+                 + (f" ({search.startup_trials} random start-up trials)" if search.sampler in ("tpe", "gp") else "")
+                 + (f" (population {max(4, search.startup_trials)})" if search.sampler == "nsga2" else "")
+                 + (f"; screening: {search.screen} proposals estimated per design trained, the sampler told "
+                    f"'{search.screened_tell}' of the others" if search.screen > 1 else ""))
     gate = spec.gate
     lines.append(f"gate: {'on' if gate.enabled else 'off'} (estimate >= {gate.min_accuracy}, dominated margin "
                  f"{gate.dominated_margin}, estimator on {gate.n_train} samples)")
