@@ -116,10 +116,21 @@ class DesignGrid(optuna.samplers.BaseSampler):
     def _key(self, params: dict) -> tuple:
         return tuple(params.get(name) for name in self._names)
 
+    def _point(self, trial: optuna.trial.FrozenTrial) -> dict | None:
+        """The point a trial holds: its parameters once it has them all (or all fixed by
+        `Study.enqueue_trial`), else the one it was given."""
+        for params in (trial.params, trial.system_attrs.get("fixed_params", {})):
+            if all(name in params for name in self._names):
+                return {name: params[name] for name in self._names}
+        return trial.system_attrs.get("design_grid")
+
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        trials = study.get_trials(deepcopy=False)
-        taken = {self._key(t.params) for t in trials if t.params}
-        taken |= {self._key(t.system_attrs["design_grid"]) for t in trials if "design_grid" in t.system_attrs}
+        # Optuna calls this again whenever a Trial object is built for the trial, as when the driver
+        # reruns an interrupted proposal: that keeps the point it already holds
+        if (own := self._point(trial)) is not None:
+            study._storage.set_trial_system_attr(trial._trial_id, "design_grid", own)
+            return
+        taken = {self._key(point) for t in study.get_trials(deepcopy=False) if (point := self._point(t)) is not None}
         free = [p for p in self._points if self._key(p) not in taken]
         point = free[0] if free else self._points[int(self._rng.integers(len(self._points)))]
         study._storage.set_trial_system_attr(trial._trial_id, "design_grid", point)

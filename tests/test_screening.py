@@ -118,3 +118,34 @@ def test_the_design_grid_visits_every_point_once_across_resumes():
                 study.tell(trial, 0.5)  # the third stays running, as an interrupted trial does
     assert len(seen) == 20 and len(set(seen[:18])) == 18  # the grid holds 18 points: each once, then repeats
     assert set(seen[18:]) <= set(seen[:18])
+
+
+def test_a_rerun_proposal_keeps_its_grid_point_and_takes_no_other():
+    """The driver reruns an interrupted proposal by building a new `optuna.Trial` for it, and Optuna
+    calls the sampler's `before_trial` again then: the grid must not hand that trial a second point
+    (it did: three points of the table sweep were marked taken by reruns and never run). Also for a
+    trial started under another sampler, and one whose parameters were fixed by `enqueue_trial`."""
+    import optuna
+
+    from explore.driver import DesignGrid
+
+    grid = {"a": [1, 2, 3], "b": [0.5, 1.5]}
+    space = {"a": optuna.distributions.CategoricalDistribution([1, 2, 3]),
+             "b": optuna.distributions.CategoricalDistribution([0.5, 1.5])}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    foreign = study.ask(space)  # started under another sampler, interrupted
+    study.sampler = DesignGrid(grid, seed=0)
+    own = study.ask(space)  # started under the grid, interrupted
+    study.enqueue_trial({"a": 3, "b": 0.5})
+    fixed = study.ask(space)
+    held = [tuple(t.params.values()) for t in (foreign, own, fixed)]
+    for old in (foreign, own, fixed):  # the reruns
+        rerun = optuna.Trial(study, old._trial_id)
+        assert tuple(rerun.suggest_categorical(n, d.choices) for n, d in space.items()) == tuple(old.params.values())
+        study.tell(rerun, 0.0)
+    rest = []
+    for _ in range(6 - len(set(held))):
+        trial = study.ask(space)
+        rest.append(tuple(trial.params.values()))
+        study.tell(trial, 0.0)
+    assert sorted(set(held) | set(rest)) == sorted((a, b) for a in grid["a"] for b in grid["b"])
