@@ -35,7 +35,8 @@ hypervolume against the CPU its rows record, from its own measured accuracies an
 values of the designs it trained (the second separates the search from training noise).
 
 Writes ``benchmarks/search_replay.md`` (the table of figures) and ``benchmarks/figures/search_replay.png``
-(median and interquartile hypervolume against CPU per sampler).
+(median and interquartile hypervolume against CPU per sampler); for another ``--target`` than 95 %,
+``search_replay_t<percent>.md`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -451,10 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = replay_all(table, spec, strategies, args.seeds, options, args.jobs, args.target)
     summary = summarise(table, runs, args.target)
     (args.out / "figures").mkdir(parents=True, exist_ok=True)
-    write_markdown(summary, runs, table, rho, args, args.out / "search_replay.md")
-    grid = np.linspace(0, args.cap * table.train_all_cpu, 120)
-    chart(curves(runs, grid), args.target, args.out / "figures" / "search_replay.png", to_front=args.to_front)
-    print(f"wrote {args.out / 'search_replay.md'} and {args.out / 'figures' / 'search_replay.png'}")
+    stem = "search_replay" if math.isclose(args.target, 0.95) else f"search_replay_t{args.target * 100:g}"
+    markdown, figure = args.out / f"{stem}.md", args.out / "figures" / f"{stem}.png"
+    write_markdown(summary, runs, table, rho, args, markdown)
+    grid = np.linspace(0, max(r.cpu[-1] for seeds in runs.values() for r in seeds), 120)  # to where the last run ended
+    chart(curves(runs, grid), args.target, figure, to_front=args.to_front)
+    print(f"wrote {markdown} and {figure}")
     return 0
 
 
