@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 from explore import screening  # noqa: E402
 from explore.analysis import spearman  # noqa: E402
 from explore.driver import optuna_sampler  # noqa: E402
-from explore.pareto import hypervolume, non_dominated, reference_point  # noqa: E402
+from explore.pareto import hypervolume, hypervolume_history, non_dominated, reference_point  # noqa: E402
 from explore.spec import Gate, SweepSpec, load_spec  # noqa: E402
 from explore.trial import gate_reason, gate_shortfall  # noqa: E402
 
@@ -308,20 +308,20 @@ def score_live(folder: Path, table: Table, target: float) -> dict:
     from explore.analysis import load
 
     rows = load(folder).rows.sort("finished_unix_s")
-    cpu = np.cumsum(rows["cpu_s"].fill_null(0.0).to_numpy())
-    trained = rows["status"].eq("complete") & rows["reuses_trial"].is_null() if "reuses_trial" in rows.columns \
-        else rows["status"].eq("complete")
-    own, keys, hv_own, hv_table = [], [], [], []
-    for row, is_trained in zip(rows.iter_rows(named=True), trained):
-        if is_trained:
-            own.append((row[ACCURACY], row[ENERGY]))
-            keys.append(table.key({p: row[f"param.{p}"] for p in table.params}))
-        values = np.array(own).reshape(-1, 2)
-        hv_own.append(hypervolume(values, DIRECTIONS, table.reference) / table.full if len(values) else 0.0)
-        hv_table.append(table.hv(keys))
-    own_run, table_run = Run(list(cpu), hv_own), Run(list(cpu), hv_table)
+    cpu = rows["cpu_s"].fill_null(0.0).cum_sum().to_numpy()
+    twin = rows["reuses_trial"].is_not_null() if "reuses_trial" in rows.columns else pl.repeat(False, len(rows), eager=True)
+    trained = ((rows["status"] == "complete") & ~twin).to_numpy()
+    own = rows.select(pl.col(ACCURACY, ENERGY).cast(pl.Float64)).to_numpy()  # (rows, 2)
+    own[~trained] = np.nan  # a row that trained nothing adds nothing
+    looked_up = np.full_like(own, np.nan)
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        if trained[i]:
+            entry = table.entries[table.key({p: row[f"param.{p}"] for p in table.params})]
+            looked_up[i] = entry.accuracy, entry.energy
+    own_run, table_run = (Run(list(cpu), list(hypervolume_history(v, DIRECTIONS, table.reference) / table.full))
+                          for v in (own, looked_up))
     return {"sweep": folder.name, "rows": len(rows), "trained": int(trained.sum()), "cpu_h": cpu[-1] / 3600,
-            "hv_own": hv_own[-1], "hv_table": hv_table[-1], "cpu_to_target_own_h": own_run.cpu_to(target) / 3600,
+            "hv_own": own_run.hv[-1], "hv_table": table_run.hv[-1], "cpu_to_target_own_h": own_run.cpu_to(target) / 3600,
             "cpu_to_target_table_h": table_run.cpu_to(target) / 3600}
 
 

@@ -93,7 +93,7 @@ def optuna_sampler(spec: SweepSpec, resumed_trials: int = 0):
         case "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=search.startup_trials)
         case "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, search.startup_trials))
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=search.population)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
 
 

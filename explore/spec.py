@@ -172,6 +172,11 @@ class Search(Strict):
     screen: int = Field(1, ge=1, le=64)
     screened_tell: Literal["fail", "pruned", "estimate"] = "fail"
 
+    @property
+    def population(self) -> int:
+        """NSGA-II's population: ``startup_trials``, at least 4."""
+        return max(4, self.startup_trials)
+
 
 class StopWhenFlat(Strict):
     """Stop proposing once the hypervolume is flat (`explore.pareto.FlatStop`): budget.trials becomes a cap."""

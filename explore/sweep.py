@@ -37,7 +37,7 @@ def planned(spec: SweepSpec) -> str:
     search = spec.search
     lines.append(f"search: {search.sampler}"
                  + (f" ({search.startup_trials} random start-up trials)" if search.sampler in ("tpe", "gp") else "")
-                 + (f" (population {max(4, search.startup_trials)})" if search.sampler == "nsga2" else "")
+                 + (f" (population {search.population})" if search.sampler == "nsga2" else "")
                  + (f"; screening: {search.screen} proposals estimated per design trained, the sampler told "
                     f"'{search.screened_tell}' of the others" if search.screen > 1 else ""))
     gate = spec.gate
