@@ -64,6 +64,11 @@ def start_cluster(tmp_path, *, dashboard: bool):
     run_id = uuid.uuid4().hex[:8]
     port = 6390 + int(run_id, 16) % 500  # a fresh GCS port per test: nothing of an earlier cluster answers
     dashboard_port = 8300 + int(run_id, 16) % 500
+    # Each node's dashboard agent serves HTTP on its own address and on 127.0.0.1, at 52365 unless told:
+    # the head's and the worker's would collide there, and so would a previous test's agent that is
+    # still winding down (it outlives its raylet by seconds). Without its HTTP server the head takes no
+    # job. A fresh pair of ports per test, as for the GCS.
+    agent_port = 53000 + 2 * (int(run_id, 16) % 400)
     head, worker = f"head-{run_id}", f"worker-{run_id}"
     try:
         # Ray notices a lost node by health checks (default: tens of seconds); retries spent before
@@ -73,9 +78,10 @@ def start_cluster(tmp_path, *, dashboard: bool):
         dashboard_flags = ([f"--include-dashboard=true", "--dashboard-host=127.0.0.2",
                             f"--dashboard-port={dashboard_port}"] if dashboard else ["--include-dashboard=false"])
         subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.2", f"--port={port}", "--num-cpus=1",
-                        *dashboard_flags, "--disable-usage-stats"], env=head_env, check=True, capture_output=True,
-                       timeout=120)
-        subprocess.run([RAY, "start", f"--address=127.0.0.2:{port}", "--node-ip-address=127.0.0.3", "--num-cpus=1"],
+                        *dashboard_flags, f"--dashboard-agent-listen-port={agent_port}", "--disable-usage-stats"],
+                       env=head_env, check=True, capture_output=True, timeout=120)
+        subprocess.run([RAY, "start", f"--address=127.0.0.2:{port}", "--node-ip-address=127.0.0.3", "--num-cpus=1",
+                        f"--dashboard-agent-listen-port={agent_port + 1}"],
                        env=node_env(tmp_path, worker), check=True, capture_output=True, timeout=120)
         yield {"head": head, "worker": worker, "port": port, "dashboard": f"http://127.0.0.2:{dashboard_port}",
                "env": node_env(tmp_path, f"driver-{run_id}")}

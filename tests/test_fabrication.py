@@ -353,7 +353,7 @@ def test_table4_physical_curve_realises_retrains_on_validation_and_draws(data, m
     monkeypatch.setattr(table4, "compensate", lambda *a, **kw: stopped_on.append(kw["val"]) or real(*a, **kw))
     design = TINY_OPTICS.with_(hidden=(16,))
     model = build_hybrid(design, in_channels=1, image_size=16, n_outputs=10, seed=0)
-    settings = table4.Settings(("tiny",), 1.0, None, 1, 1.0, 5, 0.1, (0.0, 1.0), 10.0, 10.0, 3, 2, {}, 0.05, None, 0,
+    settings = table4.Settings(("tiny",), 1.0, None, 1, 1.0, 5, 0.1, (0.0, 1.0), 10.0, 10.0, 3, 2, {}, 0.05, None, (0,),
                                imaging="frame")
     teacher, _ = get_teacher("digits", log=None, epochs=2)
     timing = {}

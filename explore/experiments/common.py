@@ -5,6 +5,7 @@ after every run, and the Markdown it is reported in."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import polars as pl
 import torch
 
 from explore.runtime import ensure_malloc_env
+from onn.train import TrainConfig
 
 # How each backend fine-tuning compensation (`onn.robustness.Compensation`) is named in tables.
 COMPENSATION_LABELS = {"none": "no compensation", "task": "task-loss fine-tune", "ntkd": "NTKD fine-tune"}
@@ -59,6 +61,19 @@ class RunTable:
     @property
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.rows)
+
+
+def model_path(folder: Path, system: str, config: TrainConfig, changes: dict | None = None) -> Path:
+    """Where an experiment keeps the student it trained (``folder/models/...``), named by everything
+    its training depends on, so another experiment (Table 4 after Table 3) can start from it."""
+    weights = {"kd": f"-a{config.kd_alpha:g}",
+               "ntkd": f"-b{config.ntk_beta:g}{'-centred' if config.ntk_centre else ''}"}.get(config.method, "")
+    tag = f"{system}-{config.method}{weights}-s{config.seed}-e{config.epochs:g}"
+    if config.max_steps:
+        tag += f"-m{config.max_steps}"
+    if changes:
+        tag += "-" + hashlib.sha1(repr(sorted(changes.items())).encode()).hexdigest()[:8]
+    return folder / "models" / f"{tag}.pt"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -22,8 +22,9 @@ import polars as pl
 
 from explore.point import design_point
 from explore.experiments.common import (RunTable, add_run_arguments, command_line, markdown_table, mean_std,
-                                        parse_and_start)
+                                        model_path, parse_and_start)
 from explore.systems import SYSTEMS, build_student, load_system
+from onn.cache import atomic_torch_save
 from onn.train import TrainConfig, fit
 
 PAPER = {"mono": {"task": 91.4, "kd": 95.9, "ntkd": 97.3}, "poly": {"task": 56.4, "kd": 72.5, "ntkd": 75.6}}
@@ -31,28 +32,44 @@ METHODS = ("task", "kd", "ntkd")
 
 
 def run(systems: list[str], methods: list[str], seeds: list[int], config: TrainConfig, *, root: str | None,
-        out: Path, device: str, changes: dict | None = None) -> pl.DataFrame:
+        out: Path, device: str, changes: dict | None = None, weights: dict | None = None) -> pl.DataFrame:
     """``changes``: design parameters (sweep-file names, e.g. n_kernels, read_noise_fs) applied to
-    every system's preset, for the same comparison under other optical constraints."""
+    every system's preset, for the same comparison under other optical constraints. Each system
+    trains with its chosen KD/NTKD weights (`explore.systems.System.transfer`), then ``weights``
+    (TrainConfig fields) on top. Every trained student is kept (`common.model_path`) for Table 4."""
     table = RunTable(out / "table3.parquet")
     for name in systems:
         system, data, teacher = load_system(name, root=root, device=device)
         design = design_point(changes or {}, base=system.design, training={}, seed=0).design
+        tuned = dataclasses.replace(config, **{**system.transfer, **(weights or {})})
         for seed in seeds:
             for method in methods:
                 model = build_student(design, data, seed=seed)
-                result = fit(model, data.train, task=data.task,
-                             config=dataclasses.replace(config, method=method, seed=seed),
+                run_config = dataclasses.replace(tuned, method=method, seed=seed)
+                result = fit(model, data.train, task=data.task, config=run_config,
                              evaluate_on={"val": data.val, "test": data.test}, teacher=teacher, device=device,
                              label=f"{name} s{seed}")
-                table.add({"system": name, "dataset": system.dataset, "changes": str(changes or {}), "method": method, "seed": seed,
-                             "test_accuracy_pct": 100 * result.test_metric, "val_accuracy_pct": 100 * result.val_metric,
-                             "epochs": config.epochs, "steps": result.steps, "train_s": result.seconds,
-                             "n_params": result.n_params, "macs": result.macs,
-                             **{f"loss_{k}": v for k, v in result.loss_terms}})
+                path = model_path(out, name, run_config, changes)
+                atomic_torch_save({"state_dict": model.state_dict(), "train_s_per_step": result.seconds / result.steps},
+                                  path)
+                table.add({"system": name, "dataset": system.dataset, "changes": str(changes or {}), "method": method,
+                           "seed": seed, "weights": weights_text(run_config),
+                           "test_accuracy_pct": 100 * result.test_metric, "val_accuracy_pct": 100 * result.val_metric,
+                           "epochs": config.epochs, "steps": result.steps, "train_s": result.seconds,
+                           "n_params": result.n_params, "macs": result.macs, "model": path.name,
+                           **{f"loss_{k}": v for k, v in result.loss_terms}})
                 print(f"{name} {method:>4} seed {seed}: test {100 * result.test_metric:.2f} % "
                       f"({result.seconds:.0f} s)", flush=True)
     return table.frame
+
+
+def weights_text(config: TrainConfig) -> str:
+    """The loss weights a method trained with, as the table shows them."""
+    if config.method == "kd":
+        return f"T {config.kd_temperature:g}, α {config.kd_alpha:g}"
+    if config.method == "ntkd":
+        return f"α {config.ntk_alpha:g}, β {config.ntk_beta:g}, {'centred' if config.ntk_centre else 'uncentred'}"
+    return "–"
 
 
 def markdown(frame: pl.DataFrame, config: TrainConfig, seconds: float, command: str) -> str:
@@ -60,18 +77,17 @@ def markdown(frame: pl.DataFrame, config: TrainConfig, seconds: float, command: 
     lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall on this machine)", "",
              *([f"Design changes to the presets: {changes}", ""] if changes != "{}" else []),
              f"Budget per run: {config.epochs:g} epochs, batch {config.batch_size}, AdamW lr {config.lr:g} one-cycle; "
-             f"KD T={config.kd_temperature:g} α={config.kd_alpha:g}; NTKD α={config.ntk_alpha:g} β={config.ntk_beta:g}, "
-             f"{config.ntk_mode} Gram ({config.ntk_probes} probes) on {config.ntk_subbatch} samples, "
-             f"{'centred, ' if config.ntk_centre else ''}{config.ntk_normalise}-normalised.", "",
+             f"NTKD: {config.ntk_mode} Gram ({config.ntk_probes} probes) on {config.ntk_subbatch} samples. "
+             "Weights per system chosen on validation (explore.experiments.transfer_weights).", "",
              ]
     rows = []
     for (system, method), group in frame.group_by(["system", "method"], maintain_order=True):
         paper = PAPER.get(system, {}).get(method)
-        rows.append([system, group["dataset"][0], method, mean_std(group["test_accuracy_pct"].to_list()),
-                     mean_std(group["val_accuracy_pct"].to_list()), len(group), paper or "–",
-                     f"{group['train_s'].mean():.0f}"])
-    lines += markdown_table(["system", "data", "method", "test acc. % (mean ± std)", "val acc. % (mean ± std)",
-                             "seeds", "paper %", "train s/run"], rows)
+        rows.append([system, group["dataset"][0], method, group["weights"][0] if "weights" in group.columns else "–",
+                     mean_std(group["test_accuracy_pct"].to_list()), mean_std(group["val_accuracy_pct"].to_list()),
+                     len(group), paper or "–", f"{group['train_s'].mean():.0f}"])
+    lines += markdown_table(["system", "data", "method", "weights", "test acc. % (mean ± std)",
+                             "val acc. % (mean ± std)", "seeds", "paper %", "train s/run"], rows)
     return "\n".join(lines) + "\n"
 
 
@@ -82,25 +98,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=6.0, help="training epochs per run (default 6)")
-    parser.add_argument("--ntk-beta", type=float, default=TrainConfig.ntk_beta, help="weight of the NTK term")
+    parser.add_argument("--ntk-beta", type=float, default=None,
+                        help="weight of the NTK term (default: the system's, explore.systems)")
     parser.add_argument("--ntk-mode", default=TrainConfig.ntk_mode, choices=["probe", "exact", "last_layer"])
-    parser.add_argument("--ntk-centre", action="store_true",
-                        help="centred, Frobenius-normalised NTK alignment (2 (1 - CKA)) instead of trace-normalised")
-    parser.add_argument("--kd-alpha", type=float, default=TrainConfig.kd_alpha, help="weight of the soft targets in KD")
+    parser.add_argument("--ntk-alignment", choices=["centred", "uncentred"], default=None,
+                        help="centred, Frobenius-normalised NTK alignment (2 (1 - CKA)) or uncentred, "
+                             "trace-normalised (default: the system's)")
+    parser.add_argument("--kd-alpha", type=float, default=None,
+                        help="weight of the soft targets in KD (default: the system's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="design changes to every preset, e.g. n_kernels=2 read_noise_fs=0.05")
     parser.add_argument("--root", default=None, help="local dataset folder (e.g. for cifar10)")
     add_run_arguments(parser, "results/table3")
     args = parse_and_start(parser, argv)
-    config = TrainConfig(epochs=args.epochs, ntk_beta=args.ntk_beta, ntk_mode=args.ntk_mode, kd_alpha=args.kd_alpha,
-                         ntk_centre=args.ntk_centre, ntk_normalise="frobenius" if args.ntk_centre else "trace",
-                         log_every_s=60)
+    config = TrainConfig(epochs=args.epochs, ntk_mode=args.ntk_mode, log_every_s=60)
+    weights = {k: v for k, v in (("ntk_beta", args.ntk_beta), ("kd_alpha", args.kd_alpha)) if v is not None}
+    if args.ntk_alignment:
+        centred = args.ntk_alignment == "centred"
+        weights.update(ntk_centre=centred, ntk_normalise="frobenius" if centred else "trace")
     start = time.perf_counter()
     import yaml
 
     changes = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     frame = run(args.systems, args.methods, args.seeds, config, root=args.root, out=args.out, device=args.device,
-                changes=changes)
+                changes=changes, weights=weights)
     text = markdown(frame, config, time.perf_counter() - start, command_line("explore.experiments.table3"))
     (args.out / "table3.md").write_text(text)
     print(text)

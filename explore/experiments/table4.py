@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
-                                        markdown_table, mean_std, parse_and_start)
+                                        markdown_table, mean_std, model_path, parse_and_start)
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
@@ -45,6 +46,7 @@ from onn.robustness import CompensationConfig, MonteCarloResult, compensate, mon
 from onn.train import TrainConfig, evaluate, fit, headline
 
 PAPER = {"mono": (89.2, 93.2, 95.1), "poly": (47.3, 70.4, 74.9)}  # no comp. / task / NTKD, fabricated
+PAPER_IDEAL = {"mono": 97.3, "poly": 75.6}  # the paper's Table 3 NTKD (simulation), the ideal they fell from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,18 +68,29 @@ class Settings:
     mask_res: dict[str, int]
     retrain_epochs: float
     test_limit: int | None
-    seed: int
+    seeds: tuple[int, ...]  # table mode: one trained model per seed; the other modes use the first
     imaging: str = "window"  # physical level: "window" (each PSF in its kernel window) or "frame" (onn.optics.frame)
+    models: Path | None = None  # where trained students are looked for and kept (None: <out>)
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[0]
+
+
+def training_config(name: str, s: Settings) -> TrainConfig:
+    """NTKD with the system's chosen weights (`explore.systems.System.transfer`): the model's
+    training, and the base of its NTKD compensation."""
+    return TrainConfig(method="ntkd", epochs=s.epochs, max_steps=s.train_steps, seed=s.seed, log_every_s=60,
+                       **(SYSTEMS[name].transfer if name in SYSTEMS else {}))
 
 
 def trained_model(name: str, s: Settings, out: Path, device: str):
     """The system's data and teacher, and its NTKD-trained model (from ``<out>/models`` if cached)."""
     system, data, teacher = load_system(name, device=device)
     model = build_student(system.design, data, seed=s.seed)
-    tag = f"e{s.epochs:g}" + (f"-m{s.train_steps}" if s.train_steps else "")
-    path = out / "models" / f"{name}-ntkd-s{s.seed}-{tag}.pt"
+    config = training_config(name, s)
+    path = model_path(s.models or out, name, config)  # Table 3's NTKD student of this seed, if it ran
     if not path.exists():
-        config = TrainConfig(method="ntkd", epochs=s.epochs, max_steps=s.train_steps, seed=s.seed, log_every_s=60)
         result = fit(model, data.train, task=data.task, config=config, teacher=teacher, device=device,
                      label=f"{name} ntkd")
         atomic_torch_save({"state_dict": model.state_dict(), "train_s_per_step": result.seconds / result.steps}, path)
@@ -110,32 +123,70 @@ def _epoch_steps(epochs: float, n: int, batch_size: int = CompensationConfig.bat
 
 
 def run_table(s: Settings, out: Path, device: str, timings: dict) -> pl.DataFrame:
+    """Every system and seed (each seed its own trained model and draws): ideal, as made, and each
+    fine-tune with the validation curve it was stopped on. A row is on disk as soon as it exists."""
     table = RunTable(out / "table4.parquet")
     for name in s.systems:
-        system, data, teacher, model, test, timing = trained_model(name, s, out, device)
-        errors = default_kernel_errors(system.design.colours).scaled(s.magnitude)
-        ideal = headline(evaluate(model, test, data.task, device=device))
-        base = dict(system=name, dataset=data.name, gain_low=errors.gain_range[0], gain_high=errors.gain_range[1],
-                    shift_px=errors.shift_px, kernel_sigma_rel=errors.kernel_sigma_rel, gain_shared=errors.gain_shared,
-                    gain_residual=errors.gain_residual, distortion_rel=errors.distortion_rel,
-                    chromatic_blur_px=errors.chromatic_blur_px, fraction=s.fraction, n_test=len(test))
-        table.add({**base, "draw": -1, "method": "ideal", "test_accuracy_pct": 100 * ideal, "steps": 0})
-        result = monte_carlo(model, errors, draws=s.draws, seed=s.seed, task=data.task, score_on={"test": test},
-                             compensations=("task", "ntkd"), train=data.train, val=data.val, teacher=teacher,
-                             compensation=comp_config(s), base=TrainConfig(method="ntkd", seed=s.seed), device=device)
-        for draw in result.draws:
-            table.add({**base, "draw": draw.index, "method": COMPENSATION_LABELS["none"],
-                       "test_accuracy_pct": 100 * headline(draw.made["test"]), "steps": 0})
-            for method, run in draw.fine_tuned.items():
-                table.add({**base, "draw": draw.index, "method": COMPENSATION_LABELS[method],
-                           "test_accuracy_pct": 100 * headline(draw.compensated[method]["test"]), "steps": run.steps,
-                           "seconds": run.seconds})
-                timing[f"comp_s_per_step_{method}"] = run.seconds / max(run.steps, 1)
-            print(f"{name} draw {draw.index}: as made {100 * headline(draw.made['test']):.2f} % -> "
-                  + ", ".join(f"{COMPENSATION_LABELS[m]} {100 * headline(draw.compensated[m]['test']):.2f} %"
-                              for m in draw.compensated), flush=True)
-        timings[name] = timing
+        for seed in s.seeds:
+            _seed_rows(table, name, dataclasses.replace(s, seeds=(seed,)), out, device, timings)
     return table.frame
+
+
+def _seed_rows(table: RunTable, name: str, s: Settings, out: Path, device: str, timings: dict) -> None:
+    system, data, teacher, model, test, timing = trained_model(name, s, out, device)
+    errors = default_kernel_errors(system.design.colours).scaled(s.magnitude)
+    ideal = headline(evaluate(model, test, data.task, device=device))
+    base = dict(system=name, dataset=data.name, seed=s.seed, gain_low=errors.gain_range[0],
+                gain_high=errors.gain_range[1], shift_px=errors.shift_px, kernel_sigma_rel=errors.kernel_sigma_rel,
+                gain_shared=errors.gain_shared, gain_residual=errors.gain_residual,
+                distortion_rel=errors.distortion_rel, chromatic_blur_px=errors.chromatic_blur_px,
+                fraction=s.fraction, n_test=len(test))
+    table.add({**base, "draw": -1, "method": "ideal", "test_accuracy_pct": 100 * ideal, "steps": 0})
+    result = monte_carlo(model, errors, draws=s.draws, seed=s.seed, task=data.task, score_on={"test": test},
+                         compensations=("task", "ntkd"), train=data.train, val=data.val, teacher=teacher,
+                         compensation=comp_config(s), base=training_config(name, s), device=device)
+    for draw in result.draws:
+        table.add({**base, "draw": draw.index, "method": COMPENSATION_LABELS["none"],
+                   "test_accuracy_pct": 100 * headline(draw.made["test"]), "steps": 0})
+        for method, run in draw.fine_tuned.items():
+            table.add({**base, "draw": draw.index, "method": COMPENSATION_LABELS[method],
+                       "test_accuracy_pct": 100 * headline(draw.compensated[method]["test"]), "steps": run.steps,
+                       "best_step": run.best_step, "seconds": run.seconds,
+                       "val_curve": json.dumps([[step, round(100 * score, 3)] for step, score in run.curve])})
+            timing[f"comp_s_per_step_{method}"] = run.seconds / max(run.steps, 1)
+        print(f"{name} seed {s.seed} draw {draw.index}: as made {100 * headline(draw.made['test']):.2f} % -> "
+              + ", ".join(f"{COMPENSATION_LABELS[m]} {100 * headline(draw.compensated[m]['test']):.2f} %"
+                          for m in draw.compensated), flush=True)
+    timings[name] = timing
+
+
+def recovery(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per system, seed and draw: the fraction of the fabrication drop (ideal − as made) that each
+    fine-tune wins back, (fine-tuned − as made) / (ideal − as made)."""
+    ideal = frame.filter(pl.col("method") == "ideal").select("system", "seed", ideal="test_accuracy_pct")
+    made = frame.filter(pl.col("method") == COMPENSATION_LABELS["none"]).select(
+        "system", "seed", "draw", made="test_accuracy_pct")
+    tuned = frame.filter(pl.col("method").is_in([COMPENSATION_LABELS[m] for m in ("task", "ntkd")]))
+    return (tuned.join(made, on=["system", "seed", "draw"]).join(ideal, on=["system", "seed"])
+            .with_columns(recovered=(pl.col("test_accuracy_pct") - pl.col("made")) / (pl.col("ideal") - pl.col("made"))))
+
+
+def curves_chart(frame: pl.DataFrame, path: Path) -> None:
+    """The validation curve every fine-tune was stopped on: one line per seed and draw."""
+    import altair as alt
+
+    points = [{"system": r["system"], "method": r["method"], "run": f"s{r['seed']} d{r['draw']}", "step": step,
+               "val_pct": score}
+              for r in frame.filter(pl.col("val_curve").is_not_null()).iter_rows(named=True)
+              for step, score in json.loads(r["val_curve"])]
+    if not points:
+        return
+    chart = alt.Chart(pl.DataFrame(points).to_pandas()).mark_line(point=True, opacity=0.7).encode(
+        x=alt.X("step:Q", title="fine-tuning step"), y=alt.Y("val_pct:Q", title="validation % (fabricated optics)",
+                                                              scale=alt.Scale(zero=False)),
+        color=alt.Color("method:N"), detail="run:N", tooltip=["system", "method", "run", "step", "val_pct"])
+    chart.properties(width=300, height=220).facet(column="system:N").resolve_scale(y="independent").properties(
+        title="Compensation: validation through the fabricated optics, per seed and draw").save(str(path))
 
 
 def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> str:
@@ -143,7 +194,8 @@ def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
              f"Model: NTKD, {s.epochs:g} epochs{f' (capped at {s.train_steps} steps)' if s.train_steps else ''}. "
              f"Compensation: backend only, {s.fraction:.0%} of the training split, at most {s.comp_steps} AdamW steps "
              f"(lr 1e-3), stopped early on validation seen through the same fabricated optics. "
-             f"{s.draws} kernel-level fabrication draws per system (seed {s.seed}).", ""]
+             f"Per system: seeds {', '.join(map(str, s.seeds))}, each its own trained model and {s.draws} kernel-level "
+             "fabrication draws; mean ± std over every seed and draw (the ideal row: over seeds).", ""]
     for name, group in frame.group_by("system", maintain_order=True):
         row = group.row(0, named=True)
         gain = (f"per signed kernel with ±{100 * row['gain_residual']:.0f} % per half" if row["gain_shared"]
@@ -160,6 +212,19 @@ def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
         paper = " / ".join(f"{v:g}" for v in PAPER[name]) if name in PAPER else "–"
         rows.append([name, group["dataset"][0], *map(cell, methods), paper])
     lines += ["", *markdown_table(["system", "data", *(f"{m} %" for m in methods), "paper (fabricated)"], rows)]
+    gained = recovery(frame)
+    rows = []
+    for (name, method), group in gained.group_by(["system", "method"], maintain_order=True):
+        capped = int((group["steps"] >= s.comp_steps).sum())
+        rows.append([name, method, mean_std((100 * group["recovered"]).to_list()),
+                     f"{group['best_step'].median():g}", f"{capped} of {len(group)}"])
+    paper = {k: f"{(v[1] - v[0]) / (PAPER_IDEAL[k] - v[0]):.0%} / {(v[2] - v[0]) / (PAPER_IDEAL[k] - v[0]):.0%}"
+             for k, v in PAPER.items()}
+    lines += ["", "Share of the fabrication drop won back, (fine-tuned − as made) / (ideal − as made), per seed and "
+              "draw; the step whose backend was kept; how many fine-tunes ran to the step cap (not stopped by "
+              "validation). Paper (task-loss / NTKD): " + "; ".join(f"{k} {v}" for k, v in paper.items()) + ".", "",
+              *markdown_table(["system", "fine-tune", "drop recovered % (mean ± std)", "kept step (median)",
+                               "ran to the cap"], rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +290,7 @@ def physical_curve(name, system, data, teacher, model, test, s: Settings, device
     if s.retrain_epochs > 0:  # the whole training split, stopped on validation through the realised optics
         retrain = CompensationConfig(fraction=1.0, steps=_epoch_steps(s.retrain_epochs, len(data.train)), eval_every=50)
         compensate(realised, data.train, data.task, teacher=teacher, method="ntkd", config=retrain, val=data.val,
-                   base=TrainConfig(method="ntkd", seed=s.seed), seed=s.seed, device=device)
+                   base=training_config(name, s), seed=s.seed, device=device)
     ideal = headline(evaluate(realised, test, data.task, device=device))
     kernel_error = realisation.mean("kernel_error")
     print(f"{name} realised at mask_res {design.mask_res}: kernel error {kernel_error:.3f}, accuracy "
@@ -383,7 +448,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
                         help="no run: draw one chart (and table) into --out from the table4_magnitude.parquet of "
                              "earlier --sweep-magnitude runs in these folders (e.g. one per system)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="table mode: one trained model (and its draws) per seed; the other modes use the first")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="folder whose models/ holds trained students to start from, e.g. a Table 3 run's --out "
+                             "(default: --out); a missing one is trained there")
     parser.add_argument("--imaging", choices=["window", "frame"], default="window",
                         help="physical level: each PSF in its kernel window (the figures before 2026-11-30) or the "
                              "full sensor frame with crosstalk (onn.optics.frame)")
@@ -395,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--mask-res takes SYSTEM=RES pairs like mono=152, got {args.mask_res}")
     full = Settings(tuple(args.systems), args.epochs, None, args.draws, args.magnitude, args.comp_steps,
                     args.fraction, tuple(args.scales), args.width_sigma_nm, args.width_bias_nm, args.design_steps, args.design_chunk,
-                    mask_res, args.retrain_epochs, args.test_limit, args.seed, args.imaging)
+                    mask_res, args.retrain_epochs, args.test_limit, tuple(args.seeds), args.imaging, args.models)
     settings = full
     if args.quick:
         settings = dataclasses.replace(full, epochs=1.0, train_steps=30, draws=min(args.draws, 3), comp_steps=5,
@@ -421,6 +490,7 @@ def main(argv: list[str] | None = None) -> None:
         frame = run_table(settings, args.out, args.device, timings)
         text = table_markdown(frame, settings, time.perf_counter() - start, command)
         (args.out / "table4.md").write_text(text)
+        curves_chart(frame, args.out / "table4_curves.png")
     print(text)
     if args.quick:
         print("Estimated wall time of the same command without --quick, on this machine:")
