@@ -42,7 +42,7 @@ import torch
 from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
                                         markdown_table, mean_std, parse_and_start)
 from explore.point import design_point
-from explore.systems import build_student
+from explore.systems import SYSTEMS, build_student
 from onn.data import load_dataset
 from onn.data.segment import NUCLEI_ROWS, nuclei_image
 from onn.design import PRESETS
@@ -75,10 +75,15 @@ class Settings:
     comp_steps: int  # optimiser steps at most, stopped early on validation (onn.robustness.CompensationConfig)
     fraction: float
     ntk_beta: float = TrainConfig.ntk_beta
+    kd_alpha: float = SYSTEMS["seg"].transfer.get("kd_alpha", TrainConfig.kd_alpha)
+    ntk_centre: bool = False  # centred, Frobenius-normalised alignment; else uncentred, trace-normalised
+    ntk_subbatch: int = TrainConfig.ntk_subbatch  # the Gram's samples: the batch of 8 topped up to this many
 
     def train_config(self, method: str, seed: int) -> TrainConfig:
         return TrainConfig(method=method, epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
-                           lr=self.lr, seed=seed, ntk_beta=self.ntk_beta, log_every_s=60)
+                           lr=self.lr, seed=seed, ntk_beta=self.ntk_beta, kd_alpha=self.kd_alpha,
+                           ntk_centre=self.ntk_centre, ntk_normalise="frobenius" if self.ntk_centre else "trace",
+                           ntk_subbatch=self.ntk_subbatch, log_every_s=60)
 
     def comp_config(self) -> CompensationConfig:
         return CompensationConfig(fraction=self.fraction, steps=self.comp_steps, batch_size=self.batch_size)
@@ -179,7 +184,8 @@ def markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> 
              + (f" ({int(hybrids['n_params'][0]):,} parameters, {int(hybrids['macs'][0]) / 1e6:.1f} M MACs)" if len(hybrids) else "")
              + f". Budget per run: {s.epochs:g} epochs{f' (capped at {s.max_steps} steps)' if s.max_steps else ''}, "
              f"batch {s.batch_size}, AdamW lr {s.lr:g} one-cycle; defaults of `onn.train.TrainConfig` otherwise "
-             f"(KD T=4 α=0.5; NTKD α=1 β={s.ntk_beta:g}, probe Gram of logits pooled 8x, trace-normalised). Teacher: "
+             f"(KD T=4 α={s.kd_alpha:g}; NTKD α=1 β={s.ntk_beta:g}, probe Gram on {s.ntk_subbatch} tiles of logits pooled 8x, "
+             f"{'centred, Frobenius' if s.ntk_centre else 'trace'}-normalised). Teacher: "
              f"{'the cached recipe' if s.teacher_epochs is None else f'{s.teacher_epochs:g} epochs'}.", "",
              "| system | method | test mIoU % | test IoU % | test Dice % | val IoU % | seeds | paper mIoU % (Carvana) | train s/run |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -259,6 +265,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--backend-width", type=int, default=64, help="decoder widths w, w/2, w/4 (preset: 256)")
     parser.add_argument("--ntk-beta", type=float, default=TrainConfig.ntk_beta, help="weight of the NTK term")
+    parser.add_argument("--ntk-centre", action="store_true",
+                        help="centred, Frobenius-normalised NTK alignment (2 (1 - CKA)) instead of trace-normalised")
+    parser.add_argument("--ntk-subbatch", type=int, default=TrainConfig.ntk_subbatch,
+                        help=f"samples in the NTK Gram (default {TrainConfig.ntk_subbatch}: the batch topped up)")
+    parser.add_argument("--kd-alpha", type=float, default=Settings.kd_alpha,
+                        help=f"weight of the soft targets in KD (default {Settings.kd_alpha:g}: the system's)")
     parser.add_argument("--teacher-epochs", type=float, default=None, help="default: the cached teacher recipe")
     parser.add_argument("--draws", type=int, default=3, help="fabrication draws (0: no fabrication section)")
     parser.add_argument("--comp-steps", type=int, default=CompensationConfig.steps,
@@ -270,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_and_start(parser, argv)
     settings = Settings(tuple(args.seeds), tuple(args.methods), args.epochs, None, args.batch_size, args.lr,
                         args.backend_width, args.teacher_epochs, args.draws, args.comp_steps, args.fraction,
-                        args.ntk_beta)
+                        args.ntk_beta, args.kd_alpha, args.ntk_centre, args.ntk_subbatch)
     if args.quick:  # a short teacher of its own (cached separately), so a smoke run never waits for the real one
         settings = dataclasses.replace(settings, seeds=settings.seeds[:1], max_steps=20, draws=min(args.draws, 1),
                                        comp_steps=5, teacher_epochs=args.teacher_epochs or 2.0)
