@@ -19,3 +19,25 @@ def test_every_system_builds(name):
     out = model(data.train.tensors[0][:2])
     expected = (2, data.n_classes) if data.task == "classify" else (2, 1, data.image_size, data.image_size)
     assert out.shape == expected
+
+
+def test_each_systems_transfer_weights_are_the_ones_validation_chose():
+    """`System.transfer` is what `explore.experiments.transfer_weights` chose on validation, as
+    recorded in the committed table: the constants cannot drift from their evidence unnoticed."""
+    from pathlib import Path
+
+    import polars as pl
+
+    from explore.experiments.transfer_weights import chosen
+    from onn.train import TrainConfig
+
+    table = pl.read_csv(Path(__file__).parent.parent / "benchmarks" / "tables" / "transfer_weights.csv")
+    for name, best in chosen(table).items():
+        weights = SYSTEMS[name].transfer
+        TrainConfig(**weights)  # every key is a training setting
+        if "kd" in best:
+            assert weights["kd_alpha"] == best["kd"]["kd_alpha"], name
+        if "ntkd" in best:
+            centred = bool(best["ntkd"]["ntk_centre"])
+            assert (weights["ntk_beta"], weights["ntk_centre"]) == (best["ntkd"]["ntk_beta"], centred), name
+            assert weights["ntk_normalise"] == ("frobenius" if centred else "trace"), name
