@@ -76,6 +76,31 @@ def model_path(folder: Path, system: str, config: TrainConfig, changes: dict | N
     return folder / "models" / f"{tag}.pt"
 
 
+METHOD_NAMES = {"task": "no transfer", "kd": "KD", "ntkd": "NTKD"}
+
+
+def ordering(frame: pl.DataFrame, metric: str, unit: str = "points") -> list[str]:
+    """Does NTKD > KD > no transfer hold on ``metric``? Each pair's difference paired by seed (mean ±
+    sample std, and in how many seeds the first is higher), then the order on the means. ``frame``:
+    one row per (method, seed) of one system."""
+    means = {m: frame.filter(pl.col("method") == m)[metric].mean() for m in METHOD_NAMES}
+    lines = []
+    for better, worse in (("ntkd", "kd"), ("kd", "task"), ("ntkd", "task")):
+        paired = (frame.filter(pl.col("method") == better).join(frame.filter(pl.col("method") == worse), on="seed",
+                                                                suffix="_other"))
+        if not len(paired):
+            continue
+        diffs = (paired[metric] - paired[f"{metric}_other"]).to_list()
+        spread = f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else ""
+        lines.append(f"{METHOD_NAMES[better]} − {METHOD_NAMES[worse]}: {statistics.fmean(diffs):+.2f}{spread} {unit}, "
+                     f"higher in {sum(d > 0 for d in diffs)} of {len(diffs)} seeds")
+    if all(v is not None for v in means.values()):
+        holds = means["ntkd"] > means["kd"] > means["task"]
+        order = " > ".join(METHOD_NAMES[m] for m in sorted(means, key=means.get, reverse=True))
+        lines.append(f"NTKD > KD > no transfer on the means: {'holds' if holds else 'does not hold'} ({order})")
+    return lines
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     """A Markdown table, one line per row; cells are shown as given (format them first)."""
     return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),

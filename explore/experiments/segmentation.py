@@ -40,7 +40,7 @@ import polars as pl
 import torch
 
 from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
-                                        markdown_table, mean_std, parse_and_start)
+                                        markdown_table, mean_std, ordering, parse_and_start)
 from explore.point import design_point
 from explore.systems import SYSTEMS, build_student
 from onn.data import load_dataset
@@ -228,17 +228,7 @@ def verdict(hybrids: pl.DataFrame, otsu: dict) -> list[str]:
     worst = min(iou)
     out = [f"- NTKD vs Otsu on the held-out region: IoU {statistics.fmean(iou):.2f} % (worst seed {worst:.2f} %) vs "
            f"{otsu['test_iou_pct']:.2f} %: {'beats it in every seed' if worst > otsu['test_iou_pct'] else 'does NOT beat it in every seed'}."]
-    for other in ("task", "kd"):
-        group = hybrids.filter(method=other)
-        if not len(group):
-            continue
-        paired = ntkd.join(group, on="seed", suffix="_other")
-        diffs = (paired["test_miou_pct"] - paired["test_miou_pct_other"]).to_list()
-        std = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-        wins = sum(d > 0 for d in diffs)
-        out.append(f"- NTKD − {METHOD_NAMES[other]}, test mIoU, paired by seed: {statistics.fmean(diffs):+.2f} ± "
-                   f"{std:.2f} points; NTKD higher in {wins} of {len(diffs)} seeds.")
-    return out
+    return out + [f"- test mIoU, {line}" for line in ordering(hybrids, "test_miou_pct")]
 
 
 def fabrication_markdown(frame: pl.DataFrame, s: Settings) -> list[str]:

@@ -22,7 +22,7 @@ import polars as pl
 
 from explore.point import design_point
 from explore.experiments.common import (RunTable, add_run_arguments, command_line, markdown_table, mean_std,
-                                        model_path, parse_and_start)
+                                        model_path, ordering, parse_and_start)
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save
 from onn.train import TrainConfig, fit
@@ -88,6 +88,10 @@ def markdown(frame: pl.DataFrame, config: TrainConfig, seconds: float, command: 
                      len(group), paper or "–", f"{group['train_s'].mean():.0f}"])
     lines += markdown_table(["system", "data", "method", "weights", "test acc. % (mean ± std)",
                              "val acc. % (mean ± std)", "seeds", "paper %", "train s/run"], rows)
+    for (system,), group in frame.group_by("system", maintain_order=True):
+        for split in ("test", "val"):
+            lines += ["", f"{system}, {split} accuracy:", "",
+                      *(f"- {line}" for line in ordering(group, f"{split}_accuracy_pct"))]
     return "\n".join(lines) + "\n"
 
 
