@@ -5,8 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from explore.experiments.common import COMPENSATION_LABELS, model_path
-from explore.experiments.table4 import recovery
+from explore.experiments.common import COMPENSATION_LABELS, model_path, recovery
 from onn.train import TrainConfig
 
 

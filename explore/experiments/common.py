@@ -101,6 +101,18 @@ def ordering(frame: pl.DataFrame, metric: str, unit: str = "points") -> list[str
     return lines
 
 
+def recovery(frame: pl.DataFrame, metric: str = "test_accuracy_pct", keys: Sequence[str] = ("system", "seed"),
+             ) -> pl.DataFrame:
+    """The share of each fabrication draw's drop that each fine-tune wins back,
+    ``recovered = (fine-tuned − as made) / (ideal − as made)``: one row per fine-tuned draw. ``frame``:
+    rows with ``method`` ("ideal" per ``keys``; as made and each fine-tune per ``keys`` and ``draw``)."""
+    ideal = frame.filter(pl.col("method") == "ideal").select(*keys, ideal=metric)
+    made = frame.filter(pl.col("method") == COMPENSATION_LABELS["none"]).select(*keys, "draw", made=metric)
+    tuned = frame.filter(pl.col("method").is_in([COMPENSATION_LABELS[m] for m in ("task", "ntkd")]))
+    return (tuned.join(made, on=[*keys, "draw"]).join(ideal, on=list(keys))
+            .with_columns(recovered=(pl.col(metric) - pl.col("made")) / (pl.col("ideal") - pl.col("made"))))
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     """A Markdown table, one line per row; cells are shown as given (format them first)."""
     return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),

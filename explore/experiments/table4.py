@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
-                                        markdown_table, mean_std, model_path, parse_and_start)
+                                        markdown_table, mean_std, model_path, parse_and_start, recovery)
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
@@ -85,7 +85,8 @@ def training_config(name: str, s: Settings) -> TrainConfig:
 
 
 def trained_model(name: str, s: Settings, out: Path, device: str):
-    """The system's data and teacher, and its NTKD-trained model (from ``<out>/models`` if cached)."""
+    """The system's data and teacher, and its NTKD-trained model: from ``<models or out>/models`` if there
+    (a Table 3 run of the same settings and seed keeps it there), else trained and kept."""
     system, data, teacher = load_system(name, device=device)
     model = build_student(system.design, data, seed=s.seed)
     config = training_config(name, s)
@@ -158,17 +159,6 @@ def _seed_rows(table: RunTable, name: str, s: Settings, out: Path, device: str, 
               + ", ".join(f"{COMPENSATION_LABELS[m]} {100 * headline(draw.compensated[m]['test']):.2f} %"
                           for m in draw.compensated), flush=True)
     timings[name] = timing
-
-
-def recovery(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per system, seed and draw: the fraction of the fabrication drop (ideal − as made) that each
-    fine-tune wins back, (fine-tuned − as made) / (ideal − as made)."""
-    ideal = frame.filter(pl.col("method") == "ideal").select("system", "seed", ideal="test_accuracy_pct")
-    made = frame.filter(pl.col("method") == COMPENSATION_LABELS["none"]).select(
-        "system", "seed", "draw", made="test_accuracy_pct")
-    tuned = frame.filter(pl.col("method").is_in([COMPENSATION_LABELS[m] for m in ("task", "ntkd")]))
-    return (tuned.join(made, on=["system", "seed", "draw"]).join(ideal, on=["system", "seed"])
-            .with_columns(recovered=(pl.col("test_accuracy_pct") - pl.col("made")) / (pl.col("ideal") - pl.col("made"))))
 
 
 def curves_chart(frame: pl.DataFrame, path: Path) -> None:
