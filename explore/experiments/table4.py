@@ -41,7 +41,7 @@ from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_a
 from explore.systems import SYSTEMS, build_student, load_system
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
-from onn.fabrication import PhysicalErrors, default_kernel_errors, freeze_realised, realise_design
+from onn.fabrication import KernelPreset, PhysicalErrors, default_kernel_errors, freeze_realised, realise_design
 from onn.robustness import CompensationConfig, MonteCarloResult, compensate, monte_carlo
 from onn.train import TrainConfig, evaluate, fit, headline
 
@@ -71,6 +71,7 @@ class Settings:
     seeds: tuple[int, ...]  # table mode: one trained model per seed; the other modes use the first
     imaging: str = "window"  # physical level: "window" (each PSF in its kernel window) or "frame" (onn.optics.frame)
     models: Path | None = None  # where trained students are looked for and kept (None: <out>)
+    errors: KernelPreset = "calibrated"  # the kernel-level error model (onn.fabrication.default_kernel_errors)
 
     @property
     def seed(self) -> int:
@@ -135,7 +136,7 @@ def run_table(s: Settings, out: Path, device: str, timings: dict) -> pl.DataFram
 
 def _seed_rows(table: RunTable, name: str, s: Settings, out: Path, device: str, timings: dict) -> None:
     system, data, teacher, model, test, timing = trained_model(name, s, out, device)
-    errors = default_kernel_errors(system.design.colours).scaled(s.magnitude)
+    errors = default_kernel_errors(system.design.colours, s.errors).scaled(s.magnitude)
     ideal = headline(evaluate(model, test, data.task, device=device))
     base = dict(system=name, dataset=data.name, seed=s.seed, gain_low=errors.gain_range[0],
                 gain_high=errors.gain_range[1], shift_px=errors.shift_px, kernel_sigma_rel=errors.kernel_sigma_rel,
@@ -190,7 +191,7 @@ def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
         row = group.row(0, named=True)
         gain = (f"per signed kernel with ±{100 * row['gain_residual']:.0f} % per half" if row["gain_shared"]
                 else "per sub-optic")
-        lines.append(f"- {name[0]} errors: gain U[{row['gain_low']:.2f}, {row['gain_high']:.2f}] {gain}, shift "
+        lines.append(f"- {name[0]} errors ({s.errors} model, x {s.magnitude:g}): gain U[{row['gain_low']:.2f}, {row['gain_high']:.2f}] {gain}, shift "
                      f"U[±{row['shift_px']:.2f}] kernel px per sub-optic, smooth distortion "
                      f"{100 * row['distortion_rel']:.0f} % signed-kernel error, kernel noise σ = "
                      f"{100 * row['kernel_sigma_rel']:.0f} % of max|k|, chromatic blur {row['chromatic_blur_px']:.2f} px "
@@ -225,7 +226,7 @@ def run_sweep(s: Settings, out: Path, device: str, physical: bool, timings: dict
     for name in s.systems:
         system, data, teacher, model, test, timing = trained_model(name, s, out, device)
         ideal = headline(evaluate(model, test, data.task, device=device))
-        base_errors = default_kernel_errors(system.design.colours)
+        base_errors = default_kernel_errors(system.design.colours, s.errors)
         for scale in s.scales:
             check = monte_carlo(model, base_errors.scaled(scale), draws=s.draws, seed=s.seed, task=data.task,
                                 score_on={"test": test}, device=device)
@@ -244,7 +245,7 @@ def error_terms(s: Settings, out: Path, device: str) -> pl.DataFrame:
     for name in s.systems:
         system, data, _, model, test, _ = trained_model(name, s, out, device)
         ideal = headline(evaluate(model, test, data.task, device=device))
-        full = default_kernel_errors(system.design.colours).scaled(s.magnitude)
+        full = default_kernel_errors(system.design.colours, s.errors).scaled(s.magnitude)
         none = dict(gain_range=(1.0, 1.0), shift_px=0.0, kernel_sigma_rel=0.0)
         terms = {"all terms": full,
                  "all terms, gain shared by K⁺/K⁻": dataclasses.replace(full, gain_shared=True),
@@ -438,6 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
                         help="no run: draw one chart (and table) into --out from the table4_magnitude.parquet of "
                              "earlier --sweep-magnitude runs in these folders (e.g. one per system)")
+    parser.add_argument("--errors", choices=["calibrated", "uncalibrated"], default="calibrated",
+                        help="kernel-level error model: calibrated (the default) or the SPEC §4 first guess "
+                             "(onn.fabrication.default_kernel_errors)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="table mode: one trained model (and its draws) per seed; the other modes use the first")
     parser.add_argument("--models", type=Path, default=None,
@@ -454,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--mask-res takes SYSTEM=RES pairs like mono=152, got {args.mask_res}")
     full = Settings(tuple(args.systems), args.epochs, None, args.draws, args.magnitude, args.comp_steps,
                     args.fraction, tuple(args.scales), args.width_sigma_nm, args.width_bias_nm, args.design_steps, args.design_chunk,
-                    mask_res, args.retrain_epochs, args.test_limit, tuple(args.seeds), args.imaging, args.models)
+                    mask_res, args.retrain_epochs, args.test_limit, tuple(args.seeds), args.imaging, args.models,
+                    args.errors)
     settings = full
     if args.quick:
         settings = dataclasses.replace(full, epochs=1.0, train_steps=30, draws=min(args.draws, 3), comp_steps=5,
