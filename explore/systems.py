@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from explore.point import design_point
 from onn.data import TaskData, load_dataset
 from onn.design import PRESETS, Design
 from onn.models import HybridONN, build_hybrid
@@ -46,6 +47,15 @@ SYSTEMS: dict[str, System] = {
     # The custom polychromatic segmentation system on the real nuclei image (paper: Carvana, U-Net 95.4 % mIoU).
     "seg": System("seg", "nuclei", "unet", dict(kd_alpha=0.9)),
 }
+
+
+def system_design(system: System, changes: dict[str, Any] | None = None) -> Design:
+    """The design the experiments (Table 3, Table 4, the weight grid) train for ``system``: its preset
+    with ``changes`` (sweep-file parameter names, e.g. n_kernels, read_noise_fs) applied as a sweep
+    point applies them. Unless ``changes`` sets n_kernels, the preset's aperture is filled with all the
+    kernels its layout holds, as in a sweep: mono 8 (as the preset), poly 18 (the preset pins 16),
+    seg 60 (56). One function, so that Table 4 loads the students Table 3 trained."""
+    return design_point(changes or {}, base=system.design, training={}, seed=0).design
 
 
 def build_student(design: Design, data: TaskData, seed: int) -> HybridONN:

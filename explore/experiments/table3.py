@@ -20,10 +20,9 @@ from pathlib import Path
 
 import polars as pl
 
-from explore.point import design_point
 from explore.experiments.common import (RunTable, add_run_arguments, command_line, markdown_table, mean_std,
                                         model_path, ordering, parse_and_start)
-from explore.systems import SYSTEMS, build_student, load_system
+from explore.systems import SYSTEMS, build_student, load_system, system_design
 from onn.cache import atomic_torch_save
 from onn.train import TrainConfig, fit
 
@@ -40,7 +39,7 @@ def run(systems: list[str], methods: list[str], seeds: list[int], config: TrainC
     table = RunTable(out / "table3.parquet")
     for name in systems:
         system, data, teacher = load_system(name, root=root, device=device)
-        design = design_point(changes or {}, base=system.design, training={}, seed=0).design
+        design = system_design(system, changes)
         tuned = dataclasses.replace(config, **{**system.transfer, **(weights or {})})
         for seed in seeds:
             for method in methods:

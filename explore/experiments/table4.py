@@ -38,7 +38,7 @@ from torch.utils.data import TensorDataset
 
 from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
                                         markdown_table, mean_std, model_path, parse_and_start, recovery)
-from explore.systems import SYSTEMS, build_student, load_system
+from explore.systems import SYSTEMS, build_student, load_system, system_design
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
 from onn.fabrication import KernelPreset, PhysicalErrors, default_kernel_errors, freeze_realised, realise_design
@@ -89,7 +89,7 @@ def trained_model(name: str, s: Settings, out: Path, device: str):
     """The system's data and teacher, and its NTKD-trained model: from ``<models or out>/models`` if there
     (a Table 3 run of the same settings and seed keeps it there), else trained and kept."""
     system, data, teacher = load_system(name, device=device)
-    model = build_student(system.design, data, seed=s.seed)
+    model = build_student(system_design(system), data, seed=s.seed)
     config = training_config(name, s)
     path = model_path(s.models or out, name, config)  # Table 3's NTKD student of this seed, if it ran
     if not path.exists():
@@ -267,7 +267,7 @@ def physical_curve(name, system, data, teacher, model, test, s: Settings, device
     then Monte Carlo over pillar-width errors: random ``scales x width_sigma_nm`` per design
     sample, and a systematic ``scales x width_bias_nm`` on every pillar (no misalignment: the width
     error alone)."""
-    design = system.design.with_(mask_res=s.mask_res.get(name, system.design.mask_res))
+    design = model.design.with_(mask_res=s.mask_res.get(name, model.design.mask_res))
     design.check(image_size=data.image_size)  # InfeasibleDesign says which mask_res would do
     model = copy.deepcopy(model)
     model.design = design  # the same trained network, realised at this mask resolution
@@ -400,7 +400,8 @@ def estimate_full(timings: dict, measured: Settings, full: Settings, sweep: bool
         else:
             total += len(full.scales) * (full.draws + 1) * eval_s
             if "design_s_per_step" in t:
-                full_design = system.design.with_(mask_res=full.mask_res.get(name, system.design.mask_res))
+                design = system_design(system)
+                full_design = design.with_(mask_res=full.mask_res.get(name, design.mask_res))
                 grow = (full_design.geometry().padded_res / t["padded_res"]) ** 2
                 total += t["design_s_per_step"] * grow * full.design_steps
                 total += len(full.scales) * (full.draws * t["physical_draw_s"] * grow + (full.draws + 1) * eval_s)

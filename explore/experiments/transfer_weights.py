@@ -22,8 +22,7 @@ import polars as pl
 
 from explore.experiments.common import (RunTable, add_run_arguments, command_line, markdown_table,
                                         parse_and_start)
-from explore.point import design_point
-from explore.systems import SYSTEMS, build_student, load_system
+from explore.systems import SYSTEMS, build_student, load_system, system_design
 from onn.train import TrainConfig, fit
 
 # Budgets per system: short, the same for every arm (the ranking of weights, not the level, is the point).
@@ -49,7 +48,7 @@ def run(systems: list[str], alphas: list[float], betas: list[float], seed: int, 
     done = {(r["system"], r["arm"]) for r in table.rows}
     for name in systems:
         system, data, teacher = load_system(name, device=device)
-        design = design_point(CHANGES.get(name, {}), base=system.design, training={}, seed=0).design
+        design = system_design(system, CHANGES.get(name))
         base = TrainConfig(seed=seed, log_every_s=120, ntk_subbatch=32, **BUDGETS[name])
         for knobs in arms(alphas, betas):
             arm = ", ".join(f"{k}={v}" for k, v in knobs.items())
