@@ -31,9 +31,11 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import torch
+import yaml
 from torch.utils.data import TensorDataset
 
 from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
@@ -72,6 +74,7 @@ class Settings:
     imaging: str = "window"  # physical level: "window" (each PSF in its kernel window) or "frame" (onn.optics.frame)
     models: Path | None = None  # where trained students are looked for and kept (None: <out>)
     errors: KernelPreset = "calibrated"  # the kernel-level error model (onn.fabrication.default_kernel_errors)
+    comp_weights: tuple[tuple[str, Any], ...] = ()  # TrainConfig fields over the system's for the NTKD fine-tune
 
     @property
     def seed(self) -> int:
@@ -146,7 +149,9 @@ def _seed_rows(table: RunTable, name: str, s: Settings, out: Path, device: str, 
     table.add({**base, "draw": -1, "method": "ideal", "test_accuracy_pct": 100 * ideal, "steps": 0})
     result = monte_carlo(model, errors, draws=s.draws, seed=s.seed, task=data.task, score_on={"test": test},
                          compensations=("task", "ntkd"), train=data.train, val=data.val, teacher=teacher,
-                         compensation=comp_config(s), base=training_config(name, s), device=device)
+                         compensation=comp_config(s), base=dataclasses.replace(training_config(name, s),
+                                                                                 **dict(s.comp_weights)),
+                         device=device)
     for draw in result.draws:
         table.add({**base, "draw": draw.index, "method": COMPENSATION_LABELS["none"],
                    "test_accuracy_pct": 100 * headline(draw.made["test"]), "steps": 0})
@@ -184,6 +189,7 @@ def table_markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: st
     lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall on this machine)", "",
              f"Model: NTKD, {s.epochs:g} epochs{f' (capped at {s.train_steps} steps)' if s.train_steps else ''}. "
              f"Compensation: backend only, {s.fraction:.0%} of the training split, at most {s.comp_steps} AdamW steps "
+             f"{f'(NTKD fine-tune with {dict(s.comp_weights)} over the training weights) ' if s.comp_weights else ''}"
              f"(lr 1e-3), stopped early on validation seen through the same fabricated optics. "
              f"Per system: seeds {', '.join(map(str, s.seeds))}, each its own trained model and {s.draws} kernel-level "
              "fabrication draws; mean ± std over every seed and draw (the ideal row: over seeds).", ""]
@@ -443,6 +449,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--errors", choices=["calibrated", "uncalibrated"], default="calibrated",
                         help="kernel-level error model: calibrated (the default) or the SPEC §4 first guess "
                              "(onn.fabrication.default_kernel_errors)")
+    parser.add_argument("--comp-weights", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="the NTKD fine-tune's loss weights (onn.train.TrainConfig fields) instead of the "
+                             "training's, e.g. ntk_beta=1 ntk_centre=true ntk_normalise=frobenius")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="table mode: one trained model (and its draws) per seed; the other modes use the first")
     parser.add_argument("--models", type=Path, default=None,
@@ -460,7 +469,8 @@ def main(argv: list[str] | None = None) -> None:
     full = Settings(tuple(args.systems), args.epochs, None, args.draws, args.magnitude, args.comp_steps,
                     args.fraction, tuple(args.scales), args.width_sigma_nm, args.width_bias_nm, args.design_steps, args.design_chunk,
                     mask_res, args.retrain_epochs, args.test_limit, tuple(args.seeds), args.imaging, args.models,
-                    args.errors)
+                    args.errors, tuple((k, yaml.safe_load(v)) for k, v in (item.split("=", 1)
+                                                                            for item in args.comp_weights)))
     settings = full
     if args.quick:
         settings = dataclasses.replace(full, epochs=1.0, train_steps=30, draws=min(args.draws, 3), comp_steps=5,
