@@ -35,9 +35,11 @@ import dataclasses
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import torch
+import yaml
 
 from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
                                         markdown_table, mean_std, ordering, parse_and_start, recovery)
@@ -78,6 +80,7 @@ class Settings:
     kd_alpha: float = SYSTEMS["seg"].transfer.get("kd_alpha", TrainConfig.kd_alpha)
     ntk_centre: bool = False  # centred, Frobenius-normalised alignment; else uncentred, trace-normalised
     ntk_subbatch: int = TrainConfig.ntk_subbatch  # the Gram's samples: the batch of 8 topped up to this many
+    changes: tuple[tuple[str, Any], ...] = ()  # design changes to the hybrid (a constrained regime)
 
     def train_config(self, method: str, seed: int) -> TrainConfig:
         return TrainConfig(method=method, epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
@@ -89,10 +92,11 @@ class Settings:
         return CompensationConfig(fraction=self.fraction, steps=self.comp_steps, batch_size=self.batch_size)
 
 
-def seg_design(backend_width: int):
-    """The seg preset (56 kernels, 8 / 16 / 32) with decoder widths (w, w/2, w/4)."""
+def seg_design(backend_width: int, changes: tuple[tuple[str, Any], ...] = ()):
+    """The seg preset (56 kernels, 8 / 16 / 32) with decoder widths (w, w/2, w/4), and ``changes``
+    (sweep-file parameter names, e.g. n_kernels, read_noise_fs) on top."""
     preset = PRESETS["seg"]
-    params = {"n_kernels": preset.kernels(), "backend_width": backend_width}
+    params = {"n_kernels": preset.kernels(), "backend_width": backend_width, **dict(changes)}
     return design_point(params, base=preset, training={}, seed=0).design
 
 
@@ -130,7 +134,7 @@ def run(s: Settings, out: Path, device: str) -> pl.DataFrame:
                  **_metric_row(evaluate(teacher, data.val, data.task, device=device), "val")})
     print(f"U-Net teacher ({'cache' if info.from_cache else 'trained'}): test IoU {rows[-1]['test_iou_pct']:.2f} %, "
           f"mIoU {rows[-1]['test_miou_pct']:.2f} %", flush=True)
-    design = seg_design(s.backend_width)
+    design = seg_design(s.backend_width, s.changes)
     ntkd_models = {}
     for seed in s.seeds:
         for method in s.methods:
@@ -174,7 +178,7 @@ def fabrication_rows(model, seed: int, data, teacher, s: Settings, device: str) 
 
 
 def markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> str:
-    design = seg_design(s.backend_width)
+    design = seg_design(s.backend_width, s.changes)
     hybrids = frame.filter(kind="hybrid")
     lines = [f"Command: `{command}` ({seconds / 60:.1f} min wall on this machine)", "",
              f"Task: nuclei, 32x32 tiles; every row is scored on the same held-out region (rows 384-511 of the "
@@ -182,6 +186,7 @@ def markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> 
              f"{design.kernel_size} kernels in groups {'/'.join(map(str, design.groups))}, decoder widths "
              f"{'/'.join(map(str, design.hidden))}"
              + (f" ({int(hybrids['n_params'][0]):,} parameters, {int(hybrids['macs'][0]) / 1e6:.1f} M MACs)" if len(hybrids) else "")
+             + (f", design changes {dict(s.changes)}" if s.changes else "")
              + f". Budget per run: {s.epochs:g} epochs{f' (capped at {s.max_steps} steps)' if s.max_steps else ''}, "
              f"batch {s.batch_size}, AdamW lr {s.lr:g} one-cycle; defaults of `onn.train.TrainConfig` otherwise "
              f"(KD T=4 α={s.kd_alpha:g}; NTKD α=1 β={s.ntk_beta:g}, probe Gram on {s.ntk_subbatch} tiles of logits pooled 8x, "
@@ -260,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--backend-width", type=int, default=64, help="decoder widths w, w/2, w/4 (preset: 256)")
     parser.add_argument("--ntk-beta", type=float, default=TrainConfig.ntk_beta, help="weight of the NTK term")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="design changes to the hybrid, e.g. n_kernels=14 read_noise_fs=0.05")
     parser.add_argument("--ntk-centre", action="store_true",
                         help="centred, Frobenius-normalised NTK alignment (2 (1 - CKA)) instead of trace-normalised")
     parser.add_argument("--ntk-subbatch", type=int, default=TrainConfig.ntk_subbatch,
@@ -277,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_and_start(parser, argv)
     settings = Settings(tuple(args.seeds), tuple(args.methods), args.epochs, None, args.batch_size, args.lr,
                         args.backend_width, args.teacher_epochs, args.draws, args.comp_steps, args.fraction,
-                        args.ntk_beta, args.kd_alpha, args.ntk_centre, args.ntk_subbatch)
+                        args.ntk_beta, args.kd_alpha, args.ntk_centre, args.ntk_subbatch,
+                        tuple((k, yaml.safe_load(v)) for k, v in (item.split("=", 1) for item in args.set)))
     if args.quick:  # a short teacher of its own (cached separately), so a smoke run never waits for the real one
         settings = dataclasses.replace(settings, seeds=settings.seeds[:1], max_steps=20, draws=min(args.draws, 1),
                                        comp_steps=5, teacher_epochs=args.teacher_epochs or 2.0)
