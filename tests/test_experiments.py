@@ -1,4 +1,4 @@
-"""The experiment scripts' own bookkeeping: where students are kept, and Table 4's recovery."""
+"""The experiment scripts' own bookkeeping: where students are kept, Table 4's recovery, the tables' cells."""
 
 from pathlib import Path
 
@@ -28,10 +28,24 @@ def test_recovery_is_the_share_of_each_draws_drop_won_back():
     rows = [("ideal", -1, 90.0), (COMPENSATION_LABELS["none"], 0, 50.0), (COMPENSATION_LABELS["task"], 0, 70.0),
             (COMPENSATION_LABELS["ntkd"], 0, 80.0), (COMPENSATION_LABELS["none"], 1, 80.0),
             (COMPENSATION_LABELS["task"], 1, 90.0), (COMPENSATION_LABELS["ntkd"], 1, 75.0)]
+    no_drop = [("ideal", -1, 40.0), (COMPENSATION_LABELS["none"], 0, 40.0), (COMPENSATION_LABELS["task"], 0, 80.0)]
     frame = pl.DataFrame([{"system": "mono", "seed": 0, "method": m, "draw": d, "test_accuracy_pct": a}
-                          for m, d, a in rows])
-    got = {(r["method"], r["draw"]): r["recovered"] for r in recovery(frame).iter_rows(named=True)}
+                          for m, d, a in rows]
+                         + [{"system": "seg", "seed": 1, "method": m, "draw": d, "test_accuracy_pct": a}
+                            for m, d, a in no_drop])
+    gained = recovery(frame)
+    # a draw that lost nothing (a model that had nothing to lose) has no recovery share, not an infinite one
+    assert gained.filter(pl.col("system") == "seg")["recovered"].to_list() == [None]
+    got = {(r["method"], r["draw"]): r["recovered"]
+           for r in gained.filter(pl.col("system") == "mono").iter_rows(named=True)}
     assert got == {(COMPENSATION_LABELS["task"], 0): pytest.approx(0.5),
                    (COMPENSATION_LABELS["ntkd"], 0): pytest.approx(0.75),
                    (COMPENSATION_LABELS["task"], 1): pytest.approx(1.0),
                    (COMPENSATION_LABELS["ntkd"], 1): pytest.approx(-0.5)}
+
+
+def test_a_cell_reports_the_finite_values_only():
+    from explore.experiments.common import mean_std
+
+    assert mean_std([1.0, 3.0, float("nan"), float("inf"), None]) == "2.00 ± 1.41"
+    assert mean_std([float("nan")]) == "–" and mean_std([5.0]) == "5.00"

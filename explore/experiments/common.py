@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -110,7 +111,8 @@ def recovery(frame: pl.DataFrame, metric: str = "test_accuracy_pct", keys: Seque
     made = frame.filter(pl.col("method") == COMPENSATION_LABELS["none"]).select(*keys, "draw", made=metric)
     tuned = frame.filter(pl.col("method").is_in([COMPENSATION_LABELS[m] for m in ("task", "ntkd")]))
     return (tuned.join(made, on=[*keys, "draw"]).join(ideal, on=list(keys))
-            .with_columns(recovered=(pl.col(metric) - pl.col("made")) / (pl.col("ideal") - pl.col("made"))))
+            .with_columns(recovered=pl.when(pl.col("ideal") != pl.col("made"))  # no drop: nothing to recover
+                          .then((pl.col(metric) - pl.col("made")) / (pl.col("ideal") - pl.col("made")))))
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -120,8 +122,8 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> lis
 
 
 def mean_std(values: list[float]) -> str:
-    """"mean ± std" (sample std) of the non-NaN values; the value alone for one; "–" for none."""
-    values = [v for v in values if v == v]
+    """"mean ± std" (sample std) of the finite values; the value alone for one; "–" for none."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return "–"
     if len(values) == 1:
