@@ -76,7 +76,7 @@ class Settings:
     draws: int
     comp_steps: int  # optimiser steps at most, stopped early on validation (onn.robustness.CompensationConfig)
     fraction: float
-    ntk_beta: float = TrainConfig.ntk_beta
+    ntk_beta: float = SYSTEMS["seg"].transfer.get("ntk_beta", TrainConfig.ntk_beta)
     kd_alpha: float = SYSTEMS["seg"].transfer.get("kd_alpha", TrainConfig.kd_alpha)
     ntk_centre: bool = False  # centred, Frobenius-normalised alignment; else uncentred, trace-normalised
     ntk_subbatch: int = TrainConfig.ntk_subbatch  # the Gram's samples: the batch of 8 topped up to this many
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="SPEC §2: 8 for segmentation")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--backend-width", type=int, default=64, help="decoder widths w, w/2, w/4 (preset: 256)")
-    parser.add_argument("--ntk-beta", type=float, default=TrainConfig.ntk_beta, help="weight of the NTK term")
+    parser.add_argument("--ntk-beta", type=float, default=Settings.ntk_beta,
+                        help=f"weight of the NTK term (default {Settings.ntk_beta:g}: the system's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="design changes to the hybrid, e.g. n_kernels=14 read_noise_fs=0.05")
     parser.add_argument("--ntk-centre", action="store_true",

@@ -41,7 +41,7 @@ def arms(alphas: list[float], betas: list[float]) -> list[dict]:
 
 
 def run(systems: list[str], alphas: list[float], betas: list[float], seed: int, out: Path,
-        device: str) -> pl.DataFrame:
+        device: str, ntk_subbatch: int = 32, methods: tuple[str, ...] = ("task", "kd", "ntkd")) -> pl.DataFrame:
     table = RunTable(out / "transfer_weights.parquet")
     if table.path.exists():
         table.rows = pl.read_parquet(table.path).to_dicts()
@@ -49,8 +49,8 @@ def run(systems: list[str], alphas: list[float], betas: list[float], seed: int, 
     for name in systems:
         system, data, teacher = load_system(name, device=device)
         design = system_design(system, CHANGES.get(name))
-        base = TrainConfig(seed=seed, log_every_s=120, ntk_subbatch=32, **BUDGETS[name])
-        for knobs in arms(alphas, betas):
+        base = TrainConfig(seed=seed, log_every_s=120, ntk_subbatch=ntk_subbatch, **BUDGETS[name])
+        for knobs in (k for k in arms(alphas, betas) if k["method"] in methods):
             arm = ", ".join(f"{k}={v}" for k, v in knobs.items())
             if (name, arm) in done:
                 continue
@@ -60,7 +60,8 @@ def run(systems: list[str], alphas: list[float], betas: list[float], seed: int, 
                          label=f"{name} {arm}")
             table.add({"system": name, "dataset": system.dataset, "arm": arm, "seed": seed, **{
                 "method": knobs["method"], "kd_alpha": knobs.get("kd_alpha"), "ntk_beta": knobs.get("ntk_beta"),
-                "ntk_centre": knobs.get("ntk_centre"), "val_pct": 100 * result.val_metric,
+                "ntk_centre": knobs.get("ntk_centre"), "ntk_subbatch": ntk_subbatch if knobs["method"] == "ntkd" else None,
+                "val_pct": 100 * result.val_metric,
                 "test_pct": 100 * result.test_metric, "epochs": base.epochs, "steps": result.steps,
                 "train_s": result.seconds}})
             print(f"{name} {arm}: val {100 * result.val_metric:.2f} % ({result.seconds:.0f} s)", flush=True)
@@ -101,10 +102,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.3, 0.5, 0.7, 0.9])
     parser.add_argument("--betas", nargs="+", type=float, default=[0.01, 0.1, 1.0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ntk-subbatch", type=int, default=32, help="samples in the NTK Gram (default 32)")
+    parser.add_argument("--methods", nargs="+", default=["task", "kd", "ntkd"], choices=["task", "kd", "ntkd"],
+                        help="which arms to run (default: all)")
     add_run_arguments(parser, "results/transfer_weights")
     args = parse_and_start(parser, argv)
     start = time.perf_counter()
-    frame = run(args.systems, args.alphas, args.betas, args.seed, args.out, args.device)
+    frame = run(args.systems, args.alphas, args.betas, args.seed, args.out, args.device, args.ntk_subbatch,
+                tuple(args.methods))
     text = markdown(frame, time.perf_counter() - start, command_line("explore.experiments.transfer_weights"))
     (args.out / "transfer_weights.md").write_text(text)
     print(text)
