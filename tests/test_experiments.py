@@ -49,3 +49,12 @@ def test_a_cell_reports_the_finite_values_only():
 
     assert mean_std([1.0, 3.0, float("nan"), float("inf"), None]) == "2.00 ± 1.41"
     assert mean_std([float("nan")]) == "–" and mean_std([5.0]) == "5.00"
+
+
+def test_key_value_items_are_read_as_yaml_and_a_bare_word_is_refused():
+    from explore.experiments.common import assignments
+
+    assert assignments(["n_kernels=2", "read_noise_fs=0.05", "ntk_centre=true", "name=a=b"]) == {
+        "n_kernels": 2, "read_noise_fs": 0.05, "ntk_centre": True, "name": "a=b"}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        assignments(["n_kernels"])

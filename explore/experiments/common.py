@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import polars as pl
 import torch
+import yaml
 
 from explore.runtime import ensure_malloc_env
 from onn.train import TrainConfig
@@ -35,6 +36,14 @@ def parse_and_start(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     if args.threads:
         torch.set_num_threads(args.threads)
     return args
+
+
+def assignments(items: Sequence[str], flag: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` command-line items as a dict, each value read as YAML (``2`` -> 2, ``true`` -> True)."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise SystemExit(f"{flag} takes KEY=VALUE items, got {bad}")
+    return {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in items)}
 
 
 def command_line(module: str) -> str:

@@ -39,10 +39,10 @@ from typing import Any
 
 import polars as pl
 import torch
-import yaml
 
-from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
-                                        markdown_table, mean_std, ordering, parse_and_start, recovery)
+from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, assignments,
+                                        command_line, markdown_table, mean_std, ordering, parse_and_start,
+                                        recovery)
 from explore.point import design_point
 from explore.systems import SYSTEMS, build_student
 from onn.data import load_dataset
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(tuple(args.seeds), tuple(args.methods), args.epochs, None, args.batch_size, args.lr,
                         args.backend_width, args.teacher_epochs, args.draws, args.comp_steps, args.fraction,
                         args.ntk_beta, args.kd_alpha, args.ntk_centre, args.ntk_subbatch,
-                        tuple((k, yaml.safe_load(v)) for k, v in (item.split("=", 1) for item in args.set)))
+                        tuple(assignments(args.set).items()))
     if args.quick:  # a short teacher of its own (cached separately), so a smoke run never waits for the real one
         settings = dataclasses.replace(settings, seeds=settings.seeds[:1], max_steps=20, draws=min(args.draws, 1),
                                        comp_steps=5, teacher_epochs=args.teacher_epochs or 2.0)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
-from explore.experiments.common import (RunTable, add_run_arguments, command_line, markdown_table, mean_std,
-                                        model_path, ordering, parse_and_start)
+from explore.experiments.common import (RunTable, add_run_arguments, assignments, command_line, markdown_table,
+                                        mean_std, model_path, ordering, parse_and_start)
 from explore.systems import SYSTEMS, build_student, load_system, system_design
 from onn.cache import atomic_torch_save
 from onn.train import TrainConfig, fit
@@ -120,9 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         centred = args.ntk_alignment == "centred"
         weights.update(ntk_centre=centred, ntk_normalise="frobenius" if centred else "trace")
     start = time.perf_counter()
-    import yaml
-
-    changes = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    changes = assignments(args.set)
     frame = run(args.systems, args.methods, args.seeds, config, root=args.root, out=args.out, device=args.device,
                 changes=changes, weights=weights)
     text = markdown(frame, config, time.perf_counter() - start, command_line("explore.experiments.table3"))

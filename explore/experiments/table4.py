@@ -35,11 +35,11 @@ from typing import Any
 
 import polars as pl
 import torch
-import yaml
 from torch.utils.data import TensorDataset
 
-from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, command_line,
-                                        markdown_table, mean_std, model_path, parse_and_start, recovery)
+from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, assignments,
+                                        command_line, markdown_table, mean_std, model_path, parse_and_start,
+                                        recovery)
 from explore.systems import SYSTEMS, build_student, load_system, system_design
 from onn.cache import atomic_torch_save, safe_torch_load
 from onn.data import load_dataset
@@ -430,8 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     full = Settings(tuple(args.systems), args.epochs, None, args.draws, args.magnitude, args.comp_steps,
                     args.fraction, tuple(args.scales), args.width_sigma_nm, args.width_bias_nm, args.design_steps, args.design_chunk,
                     mask_res, args.retrain_epochs, args.test_limit, tuple(args.seeds), args.imaging, args.models,
-                    args.errors, tuple((k, yaml.safe_load(v)) for k, v in (item.split("=", 1)
-                                                                            for item in args.comp_weights)))
+                    args.errors, tuple(assignments(args.comp_weights, "--comp-weights").items()))
     settings = full
     if args.quick:
         settings = dataclasses.replace(full, epochs=1.0, train_steps=30, draws=min(args.draws, 3), comp_steps=5,
