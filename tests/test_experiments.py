@@ -15,9 +15,10 @@ def test_a_student_is_named_by_everything_its_training_depends_on():
         base, TrainConfig(method="ntkd", epochs=6, seed=1, ntk_beta=1.0),
         TrainConfig(method="ntkd", epochs=6, seed=0, ntk_beta=0.01),
         TrainConfig(method="ntkd", epochs=6, seed=0, ntk_beta=1.0, ntk_centre=True, ntk_normalise="frobenius"),
-        TrainConfig(method="ntkd", epochs=3, seed=0, ntk_beta=1.0), TrainConfig(method="kd", epochs=6, seed=0))}
+        TrainConfig(method="ntkd", epochs=3, seed=0, ntk_beta=1.0), TrainConfig(method="kd", epochs=6, seed=0),
+        TrainConfig(method="kd", epochs=6, seed=0, kd_temperature=2.0))}
     names.add(model_path(Path("out"), "mono", base, {"n_kernels": 2}).name)
-    assert len(names) == 7
+    assert len(names) == 8
     # log cadence and the like do not change the student: the same file
     assert model_path(Path("out"), "mono", base) == model_path(Path("out"), "mono",
                                                                 TrainConfig(method="ntkd", epochs=6, seed=0,
@@ -58,3 +59,13 @@ def test_key_value_items_are_read_as_yaml_and_a_bare_word_is_refused():
         "n_kernels": 2, "read_noise_fs": 0.05, "ntk_centre": True, "name": "a=b"}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         assignments(["n_kernels"])
+
+
+def test_the_weight_grid_names_a_kd_temperature_only_where_it_is_not_the_default():
+    """Arms run before the temperature grid keep their names, so a resumed grid does not rerun them."""
+    from explore.experiments.transfer_weights import arms
+
+    before = arms([0.1, 0.5], [1.0])
+    after = arms([0.1, 0.5], [1.0], (TrainConfig.kd_temperature, 2.0))
+    assert [a for a in after if a.get("kd_temperature") is None] == before
+    assert [a["kd_alpha"] for a in after if a.get("kd_temperature") == 2.0] == [0.1, 0.5]

@@ -37,6 +37,8 @@ def test_each_systems_transfer_weights_are_the_ones_validation_chose():
         TrainConfig(**weights)  # every key is a training setting
         if "kd" in best:
             assert weights["kd_alpha"] == best["kd"]["kd_alpha"], name
+            chosen_t = best["kd"].get("kd_temperature") or TrainConfig.kd_temperature  # blank: the default
+            assert weights.get("kd_temperature", TrainConfig.kd_temperature) == chosen_t, name
         if "ntkd" in best:
             centred = bool(best["ntkd"]["ntk_centre"])
             assert (weights["ntk_beta"], weights["ntk_centre"]) == (best["ntkd"]["ntk_beta"], centred), name

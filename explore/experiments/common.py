@@ -76,7 +76,8 @@ class RunTable:
 def model_path(folder: Path, system: str, config: TrainConfig, changes: dict | None = None) -> Path:
     """Where an experiment keeps the student it trained (``folder/models/...``), named by everything
     its training depends on, so another experiment (Table 4 after Table 3) can start from it."""
-    weights = {"kd": f"-a{config.kd_alpha:g}",
+    temperature = "" if config.kd_temperature == TrainConfig.kd_temperature else f"-T{config.kd_temperature:g}"
+    weights = {"kd": f"-a{config.kd_alpha:g}{temperature}",
                "ntkd": f"-b{config.ntk_beta:g}{'-centred' if config.ntk_centre else ''}"}.get(config.method, "")
     tag = f"{system}-{config.method}{weights}-s{config.seed}-e{config.epochs:g}"
     if config.max_steps:

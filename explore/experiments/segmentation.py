@@ -78,6 +78,7 @@ class Settings:
     fraction: float
     ntk_beta: float = SYSTEMS["seg"].transfer.get("ntk_beta", TrainConfig.ntk_beta)
     kd_alpha: float = SYSTEMS["seg"].transfer.get("kd_alpha", TrainConfig.kd_alpha)
+    kd_temperature: float = SYSTEMS["seg"].transfer.get("kd_temperature", TrainConfig.kd_temperature)
     ntk_centre: bool = False  # centred, Frobenius-normalised alignment; else uncentred, trace-normalised
     ntk_subbatch: int = TrainConfig.ntk_subbatch  # the Gram's samples: the batch of 8 topped up to this many
     changes: tuple[tuple[str, Any], ...] = ()  # design changes to the hybrid (a constrained regime)
@@ -85,6 +86,7 @@ class Settings:
     def train_config(self, method: str, seed: int) -> TrainConfig:
         return TrainConfig(method=method, epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
                            lr=self.lr, seed=seed, ntk_beta=self.ntk_beta, kd_alpha=self.kd_alpha,
+                           kd_temperature=self.kd_temperature,
                            ntk_centre=self.ntk_centre, ntk_normalise="frobenius" if self.ntk_centre else "trace",
                            ntk_subbatch=self.ntk_subbatch, log_every_s=60)
 
@@ -189,7 +191,7 @@ def markdown(frame: pl.DataFrame, s: Settings, seconds: float, command: str) -> 
              + (f", design changes {dict(s.changes)}" if s.changes else "")
              + f". Budget per run: {s.epochs:g} epochs{f' (capped at {s.max_steps} steps)' if s.max_steps else ''}, "
              f"batch {s.batch_size}, AdamW lr {s.lr:g} one-cycle; defaults of `onn.train.TrainConfig` otherwise "
-             f"(KD T=4 α={s.kd_alpha:g}; NTKD α=1 β={s.ntk_beta:g}, probe Gram on {s.ntk_subbatch} tiles of logits pooled 8x, "
+             f"(KD T={s.kd_temperature:g} α={s.kd_alpha:g}; NTKD α=1 β={s.ntk_beta:g}, probe Gram on {s.ntk_subbatch} tiles of logits pooled 8x, "
              f"{'centred, Frobenius' if s.ntk_centre else 'trace'}-normalised). Teacher: "
              f"{'the cached recipe' if s.teacher_epochs is None else f'{s.teacher_epochs:g} epochs'}.", "",
              "| system | method | test mIoU % | test IoU % | test Dice % | val IoU % | seeds | paper mIoU % (Carvana) | train s/run |",

@@ -2,8 +2,8 @@
 
     python -m explore.experiments.transfer_weights --systems mono poly seg --threads 1
 
-For each system, one seed, a short budget: no transfer, KD at every ``--alphas``, NTKD at every
-``--betas``, uncentred (trace-normalised, the loss before 2026-11-30) and centred (Frobenius-
+For each system, one seed, a short budget: no transfer, KD at every ``--alphas`` × ``--temperatures``,
+NTKD at every ``--betas``, uncentred (trace-normalised, the loss before 2026-11-30) and centred (Frobenius-
 normalised: 2 (1 − CKA)). Every run trains a freshly initialised hybrid with the same seed, data
 order and steps; the choice is the best validation score, the test score is written beside it for
 the record and never read to choose. Resumable: a run already in ``<out>/transfer_weights.parquet``
@@ -30,10 +30,14 @@ BUDGETS = {"mono": dict(epochs=2.0), "poly": dict(epochs=4.0), "seg": dict(epoch
 CHANGES = {"seg": {"backend_width": 64}}  # the decoder of the segmentation experiment (CPU budget)
 
 
-def arms(alphas: list[float], betas: list[float]) -> list[dict]:
-    """Every (method, weights) to train: the knobs of `onn.train.TrainConfig` each arm sets."""
+def arms(alphas: list[float], betas: list[float], temperatures: tuple[float, ...] = (TrainConfig.kd_temperature,)
+         ) -> list[dict]:
+    """Every (method, weights) to train: the knobs of `onn.train.TrainConfig` each arm sets. A KD arm
+    names its temperature only where it is not the default, so arms run before the temperature grid
+    keep their names (and are not rerun)."""
     out = [dict(method="task")]
-    out += [dict(method="kd", kd_alpha=a) for a in alphas]
+    out += [dict(method="kd", kd_alpha=a, **({} if t == TrainConfig.kd_temperature else {"kd_temperature": t}))
+            for t in temperatures for a in alphas]
     for centre in (False, True):
         out += [dict(method="ntkd", ntk_beta=b, ntk_centre=centre, ntk_normalise="frobenius" if centre else "trace")
                 for b in betas]
@@ -41,16 +45,19 @@ def arms(alphas: list[float], betas: list[float]) -> list[dict]:
 
 
 def run(systems: list[str], alphas: list[float], betas: list[float], seed: int, out: Path,
-        device: str, ntk_subbatch: int = 32, methods: tuple[str, ...] = ("task", "kd", "ntkd")) -> pl.DataFrame:
+        device: str, ntk_subbatch: int = 32, methods: tuple[str, ...] = ("task", "kd", "ntkd"),
+        temperatures: tuple[float, ...] = (TrainConfig.kd_temperature,)) -> pl.DataFrame:
     table = RunTable(out / "transfer_weights.parquet")
     if table.path.exists():
-        table.rows = pl.read_parquet(table.path).to_dicts()
+        # rows from before the temperature grid ran KD at the default temperature
+        table.rows = [{"kd_temperature": TrainConfig.kd_temperature if r["method"] == "kd" else None, **r}
+                      for r in pl.read_parquet(table.path).to_dicts()]
     done = {(r["system"], r["arm"]) for r in table.rows}
     for name in systems:
         system, data, teacher = load_system(name, device=device)
         design = system_design(system, CHANGES.get(name))
         base = TrainConfig(seed=seed, log_every_s=120, ntk_subbatch=ntk_subbatch, **BUDGETS[name])
-        for knobs in (k for k in arms(alphas, betas) if k["method"] in methods):
+        for knobs in (k for k in arms(alphas, betas, temperatures) if k["method"] in methods):
             arm = ", ".join(f"{k}={v}" for k, v in knobs.items())
             if (name, arm) in done:
                 continue
@@ -59,7 +66,9 @@ def run(systems: list[str], alphas: list[float], betas: list[float], seed: int, 
                          evaluate_on={"val": data.val, "test": data.test}, teacher=teacher, device=device,
                          label=f"{name} {arm}")
             table.add({"system": name, "dataset": system.dataset, "arm": arm, "seed": seed, **{
-                "method": knobs["method"], "kd_alpha": knobs.get("kd_alpha"), "ntk_beta": knobs.get("ntk_beta"),
+                "method": knobs["method"], "kd_alpha": knobs.get("kd_alpha"),
+                "kd_temperature": knobs.get("kd_temperature", TrainConfig.kd_temperature) if knobs["method"] == "kd" else None,
+                "ntk_beta": knobs.get("ntk_beta"),
                 "ntk_centre": knobs.get("ntk_centre"), "ntk_subbatch": ntk_subbatch if knobs["method"] == "ntkd" else None,
                 "val_pct": 100 * result.val_metric,
                 "test_pct": 100 * result.test_metric, "epochs": base.epochs, "steps": result.steps,
@@ -100,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", nargs="+", default=["mono", "poly", "seg"], choices=sorted(SYSTEMS))
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.3, 0.5, 0.7, 0.9])
+    parser.add_argument("--temperatures", nargs="+", type=float, default=[TrainConfig.kd_temperature],
+                        help=f"KD temperatures, each with every α (default {TrainConfig.kd_temperature:g})")
     parser.add_argument("--betas", nargs="+", type=float, default=[0.01, 0.1, 1.0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ntk-subbatch", type=int, default=32, help="samples in the NTK Gram (default 32)")
@@ -109,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_and_start(parser, argv)
     start = time.perf_counter()
     frame = run(args.systems, args.alphas, args.betas, args.seed, args.out, args.device, args.ntk_subbatch,
-                tuple(args.methods))
+                tuple(args.methods), tuple(args.temperatures))
     text = markdown(frame, time.perf_counter() - start, command_line("explore.experiments.transfer_weights"))
     (args.out / "transfer_weights.md").write_text(text)
     print(text)
