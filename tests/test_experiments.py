@@ -69,3 +69,34 @@ def test_the_weight_grid_names_a_kd_temperature_only_where_it_is_not_the_default
     after = arms([0.1, 0.5], [1.0], (TrainConfig.kd_temperature, 2.0))
     assert [a for a in after if a.get("kd_temperature") is None] == before
     assert [a["kd_alpha"] for a in after if a.get("kd_temperature") == 2.0] == [0.1, 0.5]
+
+
+def test_table3_resumes_training_only_the_runs_it_lacks(tmp_path, monkeypatch):
+    """A rerun trains nothing; a changed KD weight retrains KD alone, and the table shows the new KD
+    row beside the kept no-transfer row while the parquet keeps both KD rows."""
+    from explore.experiments import table3
+    from explore.systems import SYSTEMS, System
+    from onn.train import fit
+
+    monkeypatch.setitem(SYSTEMS, "tiny", System("mono", "digits", "lenet5", dict(kd_alpha=0.1)))
+    trained = []
+
+    def counting_fit(model, *args, config, **kwargs):
+        trained.append((config.method, config.kd_alpha))
+        return fit(model, *args, config=config, **kwargs)
+
+    monkeypatch.setattr(table3, "fit", counting_fit)
+    config = TrainConfig(epochs=1, max_steps=2, log_every_s=0)
+
+    def run(**weights):
+        return table3.run(["tiny"], ["task", "kd"], [0], config, root=None, out=tmp_path, device="cpu",
+                          weights=weights)
+
+    first = run()
+    assert [(m, a) for m, a in trained if m == "kd"] == [("kd", 0.1)] and len(trained) == 2 and len(first) == 2
+    assert run().equals(first) and len(trained) == 2  # nothing retrained
+    changed = run(kd_alpha=0.3)
+    assert trained[2:] == [("kd", 0.3)]
+    assert changed["method"].to_list() == ["task", "kd"]
+    assert changed.filter(pl.col("method") == "kd")["weights"].to_list() == ["T 4, α 0.3"]
+    assert len(pl.read_parquet(tmp_path / "table3.parquet")) == 3

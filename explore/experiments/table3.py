@@ -35,20 +35,33 @@ def run(systems: list[str], methods: list[str], seeds: list[int], config: TrainC
     """``changes``: design parameters (sweep-file names, e.g. n_kernels, read_noise_fs) applied to
     every system's preset, for the same comparison under other optical constraints. Each system
     trains with its chosen KD/NTKD weights (`explore.systems.System.transfer`), then ``weights``
-    (TrainConfig fields) on top. Every trained student is kept (`common.model_path`) for Table 4."""
+    (TrainConfig fields) on top. Every trained student is kept (`common.model_path`) for Table 4.
+
+    Resumable: a run whose row is in ``<out>/table3.parquet`` and whose student is kept is not
+    repeated, so an interrupted run, or one whose weights changed for one method, trains only what
+    is missing. The parquet keeps every row it ever had; the frame returned (and the markdown) holds
+    this call's runs only."""
     table = RunTable(out / "table3.parquet")
+    if table.path.exists():
+        table.rows = pl.read_parquet(table.path).to_dicts()
+    done = {row.get("model") for row in table.rows if (out / "models" / str(row.get("model"))).exists()}
+    planned: list[str] = []
     for name in systems:
         system, data, teacher = load_system(name, root=root, device=device)
         design = system_design(system, changes)
         tuned = dataclasses.replace(config, **{**system.transfer, **(weights or {})})
         for seed in seeds:
             for method in methods:
-                model = build_student(design, data, seed=seed)
                 run_config = dataclasses.replace(tuned, method=method, seed=seed)
+                path = model_path(out, name, run_config, changes)
+                planned.append(path.name)
+                if path.name in done:
+                    print(f"{name} {method:>4} seed {seed}: kept from an earlier run ({path.name})", flush=True)
+                    continue
+                model = build_student(design, data, seed=seed)
                 result = fit(model, data.train, task=data.task, config=run_config,
                              evaluate_on={"val": data.val, "test": data.test}, teacher=teacher, device=device,
                              label=f"{name} s{seed}")
-                path = model_path(out, name, run_config, changes)
                 atomic_torch_save({"state_dict": model.state_dict(), "train_s_per_step": result.seconds / result.steps},
                                   path)
                 table.add({"system": name, "dataset": system.dataset, "changes": str(changes or {}), "method": method,
@@ -59,7 +72,9 @@ def run(systems: list[str], methods: list[str], seeds: list[int], config: TrainC
                            **{f"loss_{k}": v for k, v in result.loss_terms}})
                 print(f"{name} {method:>4} seed {seed}: test {100 * result.test_metric:.2f} % "
                       f"({result.seconds:.0f} s)", flush=True)
-    return table.frame
+    order = {model: i for i, model in enumerate(planned)}  # the plan's order; a rerun's last row wins
+    frame = table.frame.filter(pl.col("model").is_in(planned)).unique("model", keep="last")
+    return frame.sort(pl.col("model").replace_strict(order, return_dtype=pl.Int64))
 
 
 def weights_text(config: TrainConfig) -> str:
