@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"samples in the NTK Gram (default {TrainConfig.ntk_subbatch}: the batch topped up)")
     parser.add_argument("--kd-alpha", type=float, default=Settings.kd_alpha,
                         help=f"weight of the soft targets in KD (default {Settings.kd_alpha:g}: the system's)")
+    parser.add_argument("--kd-temperature", type=float, default=Settings.kd_temperature,
+                        help=f"KD's temperature (default {Settings.kd_temperature:g}: the system's)")
     parser.add_argument("--teacher-epochs", type=float, default=None, help="default: the cached teacher recipe")
     parser.add_argument("--draws", type=int, default=3, help="fabrication draws (0: no fabrication section)")
     parser.add_argument("--comp-steps", type=int, default=CompensationConfig.steps,
@@ -287,8 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_and_start(parser, argv)
     settings = Settings(tuple(args.seeds), tuple(args.methods), args.epochs, None, args.batch_size, args.lr,
                         args.backend_width, args.teacher_epochs, args.draws, args.comp_steps, args.fraction,
-                        args.ntk_beta, args.kd_alpha, args.ntk_centre, args.ntk_subbatch,
-                        tuple(assignments(args.set).items()))
+                        ntk_beta=args.ntk_beta, kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature,
+                        ntk_centre=args.ntk_centre, ntk_subbatch=args.ntk_subbatch,
+                        changes=tuple(assignments(args.set).items()))
     if args.quick:  # a short teacher of its own (cached separately), so a smoke run never waits for the real one
         settings = dataclasses.replace(settings, seeds=settings.seeds[:1], max_steps=20, draws=min(args.draws, 1),
                                        comp_steps=5, teacher_epochs=args.teacher_epochs or 2.0)

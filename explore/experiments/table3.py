@@ -124,13 +124,15 @@ def main(argv: list[str] | None = None) -> None:
                              "trace-normalised (default: the system's)")
     parser.add_argument("--kd-alpha", type=float, default=None,
                         help="weight of the soft targets in KD (default: the system's)")
+    parser.add_argument("--kd-temperature", type=float, default=None, help="KD's temperature (default: the system's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="design changes to every preset, e.g. n_kernels=2 read_noise_fs=0.05")
     parser.add_argument("--root", default=None, help="local dataset folder (e.g. for cifar10)")
     add_run_arguments(parser, "results/table3")
     args = parse_and_start(parser, argv)
     config = TrainConfig(epochs=args.epochs, ntk_mode=args.ntk_mode, log_every_s=60)
-    weights = {k: v for k, v in (("ntk_beta", args.ntk_beta), ("kd_alpha", args.kd_alpha)) if v is not None}
+    weights = {k: v for k, v in (("ntk_beta", args.ntk_beta), ("kd_alpha", args.kd_alpha),
+                                                       ("kd_temperature", args.kd_temperature)) if v is not None}
     if args.ntk_alignment:
         centred = args.ntk_alignment == "centred"
         weights.update(ntk_centre=centred, ntk_normalise="frobenius" if centred else "trace")
