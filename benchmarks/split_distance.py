@@ -1,6 +1,6 @@
 """Why constrained poly scores ~11 points lower on test than on validation (issue 19).
 
-    python benchmarks/split_distance.py --models results/t3_19        # ~5 min on one free core
+    python benchmarks/split_distance.py --models results/t3_19        # ~20 min beside two other jobs
 
 `photo_patches` splits every photo into column bands (`onn.data.classify.BANDS`): train 0–60 % of
 its width, validation 60–75 %, test 75–100 %. The validation band borders the training band and is
