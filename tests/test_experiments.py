@@ -16,9 +16,18 @@ def test_a_student_is_named_by_everything_its_training_depends_on():
         TrainConfig(method="ntkd", epochs=6, seed=0, ntk_beta=0.01),
         TrainConfig(method="ntkd", epochs=6, seed=0, ntk_beta=1.0, ntk_centre=True, ntk_normalise="frobenius"),
         TrainConfig(method="ntkd", epochs=3, seed=0, ntk_beta=1.0), TrainConfig(method="kd", epochs=6, seed=0),
-        TrainConfig(method="kd", epochs=6, seed=0, kd_temperature=2.0))}
+        TrainConfig(method="kd", epochs=6, seed=0, kd_temperature=2.0),
+        TrainConfig(method="ntkd", epochs=6, seed=0, ntk_beta=1.0, ntk_subbatch=8),
+        TrainConfig(method="ntkd", epochs=6, seed=0, ntk_beta=1.0, lr=1e-3))}
     names.add(model_path(Path("out"), "mono", base, {"n_kernels": 2}).name)
-    assert len(names) == 8
+    assert len(names) == 10
+    # settings another method's loss reads do not change a student: a task-loss run ignores NTKD's
+    task = TrainConfig(method="task", epochs=6, seed=0)
+    assert model_path(Path("out"), "mono", task) == model_path(
+        Path("out"), "mono", TrainConfig(method="task", epochs=6, seed=0, ntk_centre=True, ntk_normalise="frobenius"))
+    # the names of students kept before these hashes existed still resolve (Table 4 loads Table 3's)
+    assert model_path(Path("out"), "mono", TrainConfig(method="ntkd", epochs=6, seed=0, ntk_centre=True,
+                                                       ntk_normalise="frobenius")).name == "mono-ntkd-b1-centred-s0-e6.pt"
     # log cadence and the like do not change the student: the same file
     assert model_path(Path("out"), "mono", base) == model_path(Path("out"), "mono",
                                                                 TrainConfig(method="ntkd", epochs=6, seed=0,

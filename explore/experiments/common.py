@@ -5,6 +5,7 @@ after every run, and the Markdown it is reported in."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import math
 import statistics
@@ -73,9 +74,16 @@ class RunTable:
         return pl.DataFrame(self.rows)
 
 
+_KD_FIELDS = {"kd_alpha", "kd_temperature"}
+_NTK_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if f.name.startswith("ntk_")}
+
+
 def model_path(folder: Path, system: str, config: TrainConfig, changes: dict | None = None) -> Path:
     """Where an experiment keeps the student it trained (``folder/models/...``), named by everything
-    its training depends on, so another experiment (Table 4 after Table 3) can start from it."""
+    its training depends on, so another experiment (Table 4 after Table 3) can start from it and a
+    resumed one can tell it is there. The weights, seed and budget are spelt out; any other training
+    setting off its default (for the method at hand: a task-loss run ignores KD's and NTKD's), and
+    the design changes, enter as short hashes."""
     temperature = "" if config.kd_temperature == TrainConfig.kd_temperature else f"-T{config.kd_temperature:g}"
     weights = {"kd": f"-a{config.kd_alpha:g}{temperature}",
                "ntkd": f"-b{config.ntk_beta:g}{'-centred' if config.ntk_centre else ''}"}.get(config.method, "")
@@ -84,6 +92,16 @@ def model_path(folder: Path, system: str, config: TrainConfig, changes: dict | N
         tag += f"-m{config.max_steps}"
     if changes:
         tag += "-" + hashlib.sha1(repr(sorted(changes.items())).encode()).hexdigest()[:8]
+    ignored = {"method", "seed", "epochs", "max_steps", "kd_alpha", "kd_temperature", "ntk_beta", "ntk_centre",
+               "eval_batch_size", "log_every_s"}  # spelt out above, or not a training setting
+    ignored |= (_KD_FIELDS if config.method != "kd" else set()) | (_NTK_FIELDS if config.method != "ntkd" else set())
+    # the normalisation that goes with the centring is implied by "-centred" (or its absence)
+    defaults = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)},
+                "ntk_normalise": "frobenius" if config.ntk_centre else "trace"}
+    others = sorted((name, value) for name, value in dataclasses.asdict(config).items()
+                    if name not in ignored and value != defaults[name])
+    if others:
+        tag += "-t" + hashlib.sha1(repr(others).encode()).hexdigest()[:8]
     return folder / "models" / f"{tag}.pt"
 
 

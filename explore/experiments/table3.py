@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_and_start(parser, argv)
     config = TrainConfig(epochs=args.epochs, ntk_mode=args.ntk_mode, log_every_s=60)
     weights = {k: v for k, v in (("ntk_beta", args.ntk_beta), ("kd_alpha", args.kd_alpha),
-                                                       ("kd_temperature", args.kd_temperature)) if v is not None}
+                                 ("kd_temperature", args.kd_temperature)) if v is not None}
     if args.ntk_alignment:
         centred = args.ntk_alignment == "centred"
         weights.update(ntk_centre=centred, ntk_normalise="frobenius" if centred else "trace")
