@@ -109,3 +109,16 @@ def test_table3_resumes_training_only_the_runs_it_lacks(tmp_path, monkeypatch):
     assert changed["method"].to_list() == ["task", "kd"]
     assert changed.filter(pl.col("method") == "kd")["weights"].to_list() == ["T 4, α 0.3"]
     assert len(pl.read_parquet(tmp_path / "table3.parquet")) == 3
+
+
+def test_the_weight_grid_chooses_on_the_mean_over_seeds_among_the_arms_with_the_most_seeds():
+    from explore.experiments.transfer_weights import chosen
+
+    rows = [("a", 0, 80.0), ("a", 1, 60.0), ("a", 2, 61.0),  # best single seed, worst mean
+            ("b", 0, 70.0), ("b", 1, 70.0), ("b", 2, 70.0),
+            ("c", 0, 99.0)]  # one seed only: does not compete with means of three
+    frame = pl.DataFrame([{"system": "seg", "method": "kd", "arm": arm, "seed": seed, "val_pct": val, "kd_alpha": 0.1}
+                          for arm, seed, val in rows])
+    best = chosen(frame)["seg"]["kd"]
+    assert (best["arm"], best["seeds"]) == ("b", 3) and best["val_pct"] == pytest.approx(70.0)
+    assert chosen(frame.filter(pl.col("seed") == 0))["seg"]["kd"]["arm"] == "c"  # one seed: the best row
