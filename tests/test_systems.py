@@ -43,3 +43,21 @@ def test_each_systems_transfer_weights_are_the_ones_validation_chose():
             centred = bool(best["ntkd"]["ntk_centre"])
             assert (weights["ntk_beta"], weights["ntk_centre"]) == (best["ntkd"]["ntk_beta"], centred), name
             assert weights["ntk_normalise"] == ("frobenius" if centred else "trace"), name
+
+
+def test_the_sweep_files_train_with_their_systems_ntkd_weights():
+    """Each system's sweep file trains NTKD with the weights validation chose for the system, unless
+    its search space samples that weight."""
+    from pathlib import Path
+
+    import yaml
+
+    from onn.train import TrainConfig
+
+    for name in ("mono", "poly", "seg"):
+        spec = yaml.safe_load((Path(__file__).parent.parent / "sweeps" / f"{name}.yaml").read_text())
+        training, sampled = spec.get("training", {}), set(spec.get("space", {}))
+        for key in ("ntk_beta", "ntk_centre", "ntk_normalise"):
+            if f"train.{key}" not in sampled:
+                chosen = SYSTEMS[name].transfer.get(key, getattr(TrainConfig, key))
+                assert training.get(key, getattr(TrainConfig, key)) == chosen, (name, key)
