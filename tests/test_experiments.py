@@ -122,3 +122,19 @@ def test_the_weight_grid_chooses_on_the_mean_over_seeds_among_the_arms_with_the_
     best = chosen(frame)["seg"]["kd"]
     assert (best["arm"], best["seeds"]) == ("b", 3) and best["val_pct"] == pytest.approx(70.0)
     assert chosen(frame.filter(pl.col("seed") == 0))["seg"]["kd"]["arm"] == "c"  # one seed: the best row
+
+
+def test_table4_table_mode_runs_end_to_end_and_writes_its_table(tmp_path, monkeypatch):
+    """The table mode through `main`, as its README command runs it (a tiny system, --quick): rows,
+    the Markdown table with the share of the drop won back, and the curves chart."""
+    from explore.experiments import table4
+    from explore.systems import SYSTEMS, System
+
+    monkeypatch.setenv("ONN_NO_REEXEC", "1")
+    monkeypatch.setitem(SYSTEMS, "tiny", System("mono", "digits", "lenet5", dict(ntk_beta=0.1)))
+    table4.main(["--systems", "tiny", "--quick", "--draws", "1", "--out", str(tmp_path), "--threads", "1"])
+    frame = pl.read_parquet(tmp_path / "table4.parquet")
+    assert set(frame["method"]) == {"ideal", *(COMPENSATION_LABELS[m] for m in ("none", "task", "ntkd"))}
+    text = (tmp_path / "table4.md").read_text()
+    assert "| tiny | digits |" in text and "drop recovered % (mean ± std)" in text
+    assert (tmp_path / "table4_curves.png").stat().st_size > 0
