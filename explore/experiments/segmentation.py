@@ -43,8 +43,7 @@ import torch
 from explore.experiments.common import (COMPENSATION_LABELS, RunTable, add_run_arguments, assignments,
                                         command_line, markdown_table, mean_std, ordering, parse_and_start,
                                         recovery)
-from explore.point import design_point
-from explore.systems import SYSTEMS, build_student
+from explore.systems import SYSTEMS, build_student, system_design
 from onn.data import load_dataset
 from onn.data.segment import NUCLEI_ROWS, nuclei_image
 from onn.design import PRESETS
@@ -97,9 +96,8 @@ class Settings:
 def seg_design(backend_width: int, changes: tuple[tuple[str, Any], ...] = ()):
     """The seg preset (56 kernels, 8 / 16 / 32) with decoder widths (w, w/2, w/4), and ``changes``
     (sweep-file parameter names, e.g. n_kernels, read_noise_fs) on top."""
-    preset = PRESETS["seg"]
-    params = {"n_kernels": preset.kernels(), "backend_width": backend_width, **dict(changes)}
-    return design_point(params, base=preset, training={}, seed=0).design
+    return system_design(SYSTEMS["seg"], {"n_kernels": PRESETS["seg"].kernels(), "backend_width": backend_width,
+                                          **dict(changes)})
 
 
 def _metric_row(metrics: dict[str, float], prefix: str = "test") -> dict[str, float]:
