@@ -15,24 +15,23 @@ of seen pixels; the figures are for diagnosis only and choose nothing.
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from explore.experiments.common import model_path  # noqa: E402
-from explore.systems import SYSTEMS, build_student, load_system, system_design  # noqa: E402
+from explore.systems import build_student, load_system, system_design  # noqa: E402
 from onn.cache import safe_torch_load  # noqa: E402
 from onn.data.classify import BANDS, _photos  # noqa: E402
-from onn.train import TrainConfig  # noqa: E402
 
 # (label, band, share of its left-edge range): the test band in its near and far half
 PLACES = (("train band", "train", 0.0, 1.0), ("val band", "val", 0.0, 1.0),
           ("test band, near half", "test", 0.0, 0.5), ("test band, far half", "test", 0.5, 1.0))
-REGIMES = {"default": {}, "constrained": {"n_kernels": 4, "read_noise_fs": 0.05}}  # Table 3's
-EPOCHS = {"default": 10.0, "constrained": 4.0}
+REGIMES = ("default", "constrained")
 
 
 def patches(per_class: int, seed: int, size: int = 32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -66,17 +65,17 @@ def main(argv: list[str] | None = None) -> None:
           f"accuracy %, mean over seeds {args.seeds} (per seed in brackets)\n")
     print("| regime | method | " + " | ".join(label for label, *_ in PLACES) + " |")
     print("|---|---|" + "---|" * len(PLACES))
-    for regime, changes in REGIMES.items():
-        design = system_design(system, changes)
+    for regime in REGIMES:
+        folder = args.models / f"poly_{regime}"
+        if not (folder / "table3.parquet").exists():
+            sys.exit(f"{folder}/table3.parquet not found: run Table 3's poly commands (benchmarks/README.md) "
+                     f"with --out {folder}")
+        runs = pl.read_parquet(folder / "table3.parquet")  # its rows name the students it kept
+        design = system_design(system, ast.literal_eval(runs["changes"][0]))
         for method in ("task", "ntkd"):
             scores = []
             for seed in args.seeds:
-                config = TrainConfig(method=method, seed=seed, epochs=EPOCHS[regime],
-                                     **(SYSTEMS["poly"].transfer if method == "ntkd" else {}))
-                path = model_path(args.models / f"poly_{regime}", "poly", config, changes)
-                if not path.exists():
-                    sys.exit(f"{path} not found: run Table 3's poly commands (benchmarks/README.md) with --out "
-                             f"{args.models}/poly_{regime}")
+                path = folder / "models" / runs.filter(method=method, seed=seed)["model"][-1]  # the latest
                 model = build_student(design, data, seed=seed)
                 model.load_state_dict(safe_torch_load(path)["state_dict"])
                 model.eval()
